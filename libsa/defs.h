@@ -1,0 +1,505 @@
+/* defs.h - libsa internal definitions shared by every file of the library */
+#ifndef SA_DEFS_H
+#define SA_DEFS_H
+
+#include <errno.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sa/sa.h"
+
+/* ========================================================================
+ * Compiler helpers
+ */
+
+#define SA_EXPORT __attribute__((visibility("default")))
+#define likely(x) __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define __noinline __attribute__((noinline))
+#define __always_inline inline __attribute__((always_inline))
+#define __cacheline_aligned __attribute__((aligned(64)))
+#define CACHE_LINE 64
+#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define container_of(p, type, member) \
+	((type *)((char *)(p) - offsetof(type, member)))
+
+#define READ_ONCE(x) atomic_load_explicit(&(x), memory_order_relaxed)
+#define WRITE_ONCE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
+
+static __always_inline void cpu_relax(void)
+{
+	__builtin_ia32_pause();
+}
+
+/* Counters written by one VP and read by anyone: relaxed, never torn. */
+static __always_inline void stat_inc(_Atomic uint64_t *c)
+{
+	atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+}
+
+/*
+ * sa_panic - an invariant of the runtime does not hold: print a message that
+ * names it and abort.  Never used for bad input from a caller.
+ */
+__attribute__((noreturn, format(printf, 1, 2))) void sa_panic(const char *fmt, ...);
+#define SA_BUG_ON(cond)                                                      \
+	do {                                                                 \
+		if (unlikely(cond))                                          \
+			sa_panic("invariant violated at %s:%d: %s", __FILE__, \
+				 __LINE__, #cond);                           \
+	} while (0)
+
+/* ========================================================================
+ * Spinlocks: internal locks for short critical sections.  Lock order, outer
+ * first: uthread join lock / sync-object lock -> timer-heap lock -> run-queue
+ * lock -> idle-list lock.  Two run-queue locks are never held together.
+ */
+
+typedef _Atomic uint32_t spinlock_t;
+
+static __always_inline bool spin_trylock(spinlock_t *l)
+{
+	return !atomic_exchange_explicit(l, 1, memory_order_acquire);
+}
+
+void __spin_lock_slow(spinlock_t *l);
+
+/* spin_lock - fast path: one exchange; slow path spins reading. */
+static __always_inline void spin_lock(spinlock_t *l)
+{
+	if (likely(spin_trylock(l)))
+		return;
+	__spin_lock_slow(l);
+}
+
+static __always_inline void spin_unlock(spinlock_t *l)
+{
+	atomic_store_explicit(l, 0, memory_order_release);
+}
+
+static __always_inline bool spin_is_locked(spinlock_t *l)
+{
+	return atomic_load_explicit(l, memory_order_relaxed) != 0;
+}
+
+#define assert_spin_lock_held(l) SA_BUG_ON(!spin_is_locked(l))
+
+/* ========================================================================
+ * Futex and time helpers
+ */
+
+static inline long futex_wait(_Atomic uint32_t *uaddr, uint32_t val,
+			      const struct timespec *abs_mono)
+{
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+	return syscall(SYS_futex, uaddr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+		       val, abs_mono, NULL, FUTEX_BITSET_MATCH_ANY);
+}
+
+static inline long futex_wake(_Atomic uint32_t *uaddr, int n)
+{
+	return syscall(SYS_futex, uaddr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
+		       NULL, NULL, 0);
+}
+
+#define NSEC_PER_SEC 1000000000ull
+#define DEADLINE_NONE UINT64_MAX
+
+static __always_inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+static inline void ns_to_timespec(uint64_t ns, struct timespec *ts)
+{
+	ts->tv_sec = (time_t)(ns / NSEC_PER_SEC);
+	ts->tv_nsec = (long)(ns % NSEC_PER_SEC);
+}
+
+/*
+ * deadline_from_abs - convert an absolute @abs on @clk to monotonic ns.
+ * Returns 0 and stores it in *out, or -EINVAL for a bad clock or timespec.
+ */
+int deadline_from_abs(clockid_t clk, const struct timespec *abs, uint64_t *out);
+
+/* ========================================================================
+ * Context switch (switch.S)
+ *
+ * A saved context is only a stack pointer: the callee-saved registers and
+ * the x87/SSE control words are pushed on the uthread's own stack.
+ */
+
+struct sa_ctx {
+	void *rsp;
+};
+
+void sa_ctx_switch(struct sa_ctx *from, struct sa_ctx *to);
+void sa_ctx_trampoline(void);
+/* sa_ctx_init - prepare @ctx so that switching to it calls @entry(). */
+void sa_ctx_init(struct sa_ctx *ctx, void *stack_top, void (*entry)(void));
+
+/* ========================================================================
+ * uthreads
+ */
+
+enum ut_state {
+	UT_FREE = 0,   /* slot unused */
+	UT_RUNNABLE,   /* in a run queue or a next slot */
+	UT_RUNNING,    /* current on a VP */
+	UT_PARKED,     /* waiting for ready() */
+	UT_DONE,       /* ended; joinable uthreads wait here for sa_join() */
+};
+
+enum ut_flags {
+	UTF_DETACHED = 1u << 0,
+	UTF_MAIN = 1u << 1,     /* the thread that started the runtime */
+	UTF_EXTERNAL = 1u << 2, /* a kernel thread that is not a uthread */
+	UTF_IDLE = 1u << 3,     /* a VP's idle context */
+};
+
+struct vp;
+struct key_block;
+
+/*
+ * struct uthread - a user-level thread.  Lives in the uthread table
+ * (uthread.c) and is never unmapped, so a stale handle can still be locked
+ * and checked against its generation.
+ */
+struct uthread {
+	/* line 0: touched on every switch */
+	struct sa_ctx ctx;          /* saved stack pointer */
+	struct uthread *rq_next;    /* run-queue links, under vp->rq_lock */
+	struct uthread *rq_prev;
+	struct vp *vp;              /* VP it runs on or is queued on */
+	_Atomic uint32_t on_cpu;    /* 1 until its context is saved */
+	uint8_t prio;               /* enum sa_prio */
+	uint8_t on_rq;              /* in vp's run queue (under vp->rq_lock) */
+	uint8_t state;              /* enum ut_state */
+	uint8_t pad0;
+	uint32_t flags;             /* enum ut_flags */
+	uint32_t id;                /* table index + 1; mutex owner identity */
+	void *tsan_fiber;           /* ThreadSanitizer fiber, when built so */
+	void *asan_fake;            /* AddressSanitizer fake-stack cookie */
+
+	/* line 1: lifetime, under ->lock */
+	spinlock_t lock;            /* join / detach / state DONE */
+	_Atomic uint32_t gen;       /* handle generation */
+	struct uthread *joiner;     /* who waits in sa_join() */
+	void *retval;
+	void *(*fn)(void *);
+	void *arg;
+	struct uthread *free_next;  /* free-list link */
+
+	/* line 2: stack and identity */
+	void *stack_lo;             /* lowest usable byte */
+	void *stack_hi;             /* one past the highest usable byte */
+	void *map_base;             /* mapping incl. guard (NULL: not ours) */
+	size_t guard;               /* guard bytes below stack_lo */
+	uint8_t stack_class;        /* size class in stack.c */
+	char name[16];
+
+	/* line 3: waiting */
+	_Atomic uint32_t park_word; /* external threads park on this futex */
+	struct key_block **keys;    /* per-uthread key values */
+};
+
+#define UT_ID_MAX 0x7ffffffeu
+
+static inline sa_uthread_t ut_handle(struct uthread *ut)
+{
+	return ((uint64_t)atomic_load_explicit(&ut->gen, memory_order_relaxed) << 32) |
+	       ut->id;
+}
+
+/* uthread.c */
+struct uthread *ut_alloc(void);
+void ut_free(struct uthread *ut);
+struct uthread *ut_lookup_lock(sa_uthread_t h);
+struct uthread *ut_ext_self(void);
+void ut_exit_current(void *retval) __attribute__((noreturn));
+void ut_release_dead(struct uthread *ut);
+void keys_run_destructors(struct uthread *ut);
+void keys_release(struct uthread *ut);
+
+/* ========================================================================
+ * Stacks (stack.c)
+ */
+
+int stack_alloc(struct uthread *ut, size_t stack_size, size_t guard);
+void stack_free(struct uthread *ut);
+void stack_init(void);
+bool stack_guard_supported(void);
+void stack_signal_init(void);
+int stack_altstack_setup(void **mem);
+size_t stack_cached_count(void);
+
+/* ========================================================================
+ * Timers (timer.c)
+ */
+
+enum timer_state {
+	TIMER_IDLE = 0,
+	TIMER_PENDING,
+	TIMER_RUNNING,
+	TIMER_DONE,
+};
+
+/*
+ * struct sa_timer - one deadline in a VP's heap.  Usually on the stack of
+ * the uthread that waits for it; timer_cancel_sync() makes sure no callback
+ * still touches it before that frame goes away.
+ */
+struct sa_timer {
+	uint64_t deadline;
+	struct vp *vp;
+	uint32_t idx;                 /* heap slot, under vp->timer_lock */
+	_Atomic uint32_t state;
+	void (*fn)(struct sa_timer *);
+};
+
+void timer_arm(struct sa_timer *t, uint64_t deadline, void (*fn)(struct sa_timer *));
+void timer_cancel_sync(struct sa_timer *t);
+void timers_run(struct vp *vp, uint64_t now);
+void timers_run_all(uint64_t now);
+uint64_t timers_next_deadline(void);
+
+/* ========================================================================
+ * Waiters: one uthread (or external thread) waiting on a sync object
+ */
+
+enum wait_state {
+	W_WAITING = 0,
+	W_WOKEN,
+	W_TIMEDOUT,
+};
+
+/*
+ * struct sa_waiter - lives on the waiting uthread's stack while it waits.
+ * Queue links are under the object's lock; ->state is decided by one CAS
+ * from W_WAITING, and the winner alone makes the uthread runnable.
+ */
+struct sa_waiter {
+	struct sa_waiter *next, *prev;
+	struct uthread *ut;
+	_Atomic uint32_t state;
+	uint32_t queued;              /* under the object's lock */
+	uint32_t kind;                /* per object: reader/writer, ... */
+	uint32_t pad;
+	struct sa_timer timer;
+};
+
+struct waitq {
+	struct sa_waiter *head, *tail;
+};
+
+void waitq_push(struct waitq *q, struct sa_waiter *w);
+void waitq_remove(struct waitq *q, struct sa_waiter *w);
+struct sa_waiter *waitq_pop(struct waitq *q);
+bool waiter_wake(struct sa_waiter *w);
+int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
+		     uint64_t deadline);
+
+/* ========================================================================
+ * Virtual processors and the scheduler (sched/sched.c)
+ */
+
+struct rq_list {
+	struct uthread *head, *tail;
+};
+
+/* What the context switched to does on behalf of the one switched from. */
+struct post_switch {
+	spinlock_t *unlock;        /* release after prev's context is saved */
+	struct uthread *requeue;   /* push prev on this VP's run queue (yield) */
+	struct uthread *dead;      /* prev ended: release its stack */
+};
+
+struct vp_stats {
+	_Atomic uint64_t spawned, exited, switches, next_handoffs;
+	_Atomic uint64_t steals, stolen, parks, wakes, timers_fired;
+};
+
+#define STACK_CLASSES 19
+#define STACK_CACHE_PER_CLASS 32
+
+struct stack_cache {
+	uint32_t n[STACK_CLASSES];
+	void *slot[STACK_CLASSES][STACK_CACHE_PER_CLASS];
+};
+
+#define UT_CACHE_MAX 256
+
+/*
+ * struct vp - one virtual processor.  Laid out by who writes it: the owner
+ * lines are written only by the kernel thread carrying the VP; the run-queue
+ * line by anyone holding rq_lock; the park line by wakers.
+ */
+struct vp {
+	/* line 0: owner only, every switch */
+	struct uthread *cur;          /* running context (maybe ->idle) */
+	struct uthread *next;         /* LIFO handoff slot (owner only) */
+	struct post_switch post;      /* actions for the incoming context */
+	uint32_t index;
+	uint32_t spinning;            /* counted in rt.nr_spinning */
+	struct uthread *idle;         /* this VP's idle context */
+	uint64_t rand;                /* victim selection */
+
+	/* line 1: run queues, under rq_lock */
+	spinlock_t rq_lock __cacheline_aligned;
+	_Atomic uint32_t nr_queued;   /* readable without the lock */
+	struct rq_list q[SA_NR_PRIO];
+
+	/* line 2: parking */
+	_Atomic uint32_t park_word __cacheline_aligned; /* futex: 1 = woken */
+	_Atomic uint32_t parked;      /* on the idle list */
+	struct vp *idle_next;         /* idle list link, under rt.idle_lock */
+
+	/* line 3: timers */
+	spinlock_t timer_lock __cacheline_aligned;
+	uint32_t timer_n;
+	uint32_t timer_cap;
+	struct sa_timer **timer_heap;
+	_Atomic uint64_t timer_next;  /* earliest deadline, or DEADLINE_NONE */
+
+	/* line 4: stats (owner writes, anyone reads) */
+	struct vp_stats stats __cacheline_aligned;
+
+	/* owner-only caches */
+	struct uthread *ut_cache;     /* free uthread structs */
+	uint32_t ut_cache_n;
+	struct stack_cache stacks __cacheline_aligned;
+
+	/* set up once */
+	pthread_t thread;
+	void *altstack;
+	void *idle_stack;
+	size_t idle_stack_size;
+} __cacheline_aligned;
+
+_Static_assert(offsetof(struct vp, cur) == 0, "vp: cur first");
+_Static_assert(offsetof(struct vp, rq_lock) == 64, "vp: run queue on line 1");
+_Static_assert(offsetof(struct vp, park_word) == 128, "vp: park on line 2");
+_Static_assert(offsetof(struct vp, timer_lock) == 192, "vp: timers on line 3");
+_Static_assert(offsetof(struct vp, stats) == 256, "vp: stats on line 4");
+
+/* Global runtime state (runtime.c). */
+struct runtime {
+	_Atomic uint32_t state;        /* RT_* */
+	uint32_t nvps;
+	struct vp *vps;
+	struct uthread *main_ut;
+	_Atomic uint32_t main_exited;
+	_Atomic uint32_t stopping;
+	_Atomic uint32_t spawn_rr;     /* round robin for external spawns */
+
+	/* idle VPs (sched.c) */
+	_Atomic uint32_t nr_spinning __cacheline_aligned;
+	_Atomic uint32_t nr_idle;
+	spinlock_t idle_lock;
+	struct vp *idle_list;
+
+	/* global pools behind the per-VP caches */
+	spinlock_t ut_pool_lock __cacheline_aligned;
+	struct uthread *ut_pool;
+	uint32_t ut_pool_n;
+
+	/* stats of VPs that no longer run plus external threads */
+	_Atomic uint64_t ext_spawned, ext_exited;
+	_Atomic uint64_t stacks_mapped, stacks_released;
+	bool print_stats;
+};
+
+enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
+
+extern struct runtime rt;
+
+extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+
+/*
+ * vp_self - the VP the caller runs on, or NULL on a thread that is not a VP.
+ * Read fresh from %fs every time: a uthread can move to another kernel
+ * thread at any switch, so the compiler must never cache the TLS address.
+ */
+static __always_inline struct vp *vp_self(void)
+{
+	struct vp *v;
+	uint64_t off;
+
+	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
+	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
+	return v;
+}
+
+/* ut_self - the calling uthread, or the caller's external record. */
+static __always_inline struct uthread *ut_self(void)
+{
+	struct vp *v = vp_self();
+
+	return likely(v) ? v->cur : ut_ext_self();
+}
+
+int rt_ensure(void);
+static __always_inline int rt_start(void)
+{
+	if (likely(atomic_load_explicit(&rt.state, memory_order_acquire) == RT_RUNNING))
+		return 0;
+	return rt_ensure();
+}
+
+/* sched.c */
+void sched_ready(struct uthread *ut);
+void sched_ready_new(struct uthread *ut);
+void sched_park_unlock(spinlock_t *lock);
+void sched_exit_switch(struct uthread *me) __attribute__((noreturn));
+void sched_yield_cur(void);
+void sched_boost(struct uthread *ut);
+void sched_finish_switch(void);
+void sched_idle_loop(struct vp *vp) __attribute__((noreturn));
+void sched_wake_all_idle(void);
+void sched_vp_init(struct vp *vp, unsigned index);
+
+/* Sanitizer fiber annotations: stubs unless built with sanitizers. */
+#ifdef SA_SANITIZE
+void san_fiber_create(struct uthread *ut);
+void san_fiber_destroy(struct uthread *ut);
+void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies);
+void san_switch_end(struct uthread *cur);
+void san_thread_adopt(struct uthread *ut);
+#else
+static inline void san_fiber_create(struct uthread *ut) { (void)ut; }
+static inline void san_fiber_destroy(struct uthread *ut) { (void)ut; }
+static inline void san_switch_begin(struct uthread *prev, struct uthread *next,
+				    bool prev_dies)
+{
+	(void)prev; (void)next; (void)prev_dies;
+}
+static inline void san_switch_end(struct uthread *cur) { (void)cur; }
+static inline void san_thread_adopt(struct uthread *ut) { (void)ut; }
+#endif
+
+/* ========================================================================
+ * Sync-object helpers
+ */
+
+/* check_magic - @word must hold @magic in its upper 24 bits. */
+static __always_inline bool check_magic(uint32_t word, uint32_t magic)
+{
+	return (word & 0xffffff00u) == magic;
+}
+
+#endif /* SA_DEFS_H */
