@@ -27,6 +27,7 @@
 #define likely(x) __builtin_expect(!!(x), 1)
 #define unlikely(x) __builtin_expect(!!(x), 0)
 #define __noinline __attribute__((noinline))
+#undef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #define __cacheline_aligned __attribute__((aligned(64)))
 #define CACHE_LINE 64
@@ -180,7 +181,7 @@ struct key_block;
  * (uthread.c) and is never unmapped, so a stale handle can still be locked
  * and checked against its generation.
  */
-struct uthread {
+struct __cacheline_aligned uthread {
 	/* line 0: touched on every switch */
 	struct sa_ctx ctx;          /* saved stack pointer */
 	struct uthread *rq_next;    /* run-queue links, under vp->rq_lock */
@@ -233,6 +234,7 @@ struct uthread *ut_lookup_lock(sa_uthread_t h);
 struct uthread *ut_ext_self(void);
 void ut_exit_current(void *retval) __attribute__((noreturn));
 void ut_release_dead(struct uthread *ut);
+struct uthread *ut_ext_adopt(void);
 void keys_run_destructors(struct uthread *ut);
 void keys_release(struct uthread *ut);
 
@@ -311,6 +313,8 @@ void waitq_push(struct waitq *q, struct sa_waiter *w);
 void waitq_remove(struct waitq *q, struct sa_waiter *w);
 struct sa_waiter *waitq_pop(struct waitq *q);
 bool waiter_wake(struct sa_waiter *w);
+struct sa_waiter *waitq_claim_all(struct waitq *q);
+void waitq_ready_chain(struct sa_waiter *w);
 int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
 		     uint64_t deadline);
 
@@ -324,9 +328,17 @@ struct rq_list {
 
 /* What the context switched to does on behalf of the one switched from. */
 struct post_switch {
+	struct uthread *prev;      /* the context switched away from */
 	spinlock_t *unlock;        /* release after prev's context is saved */
-	struct uthread *requeue;   /* push prev on this VP's run queue (yield) */
-	struct uthread *dead;      /* prev ended: release its stack */
+	uint32_t requeue;          /* push prev on this VP's run queue (yield) */
+	uint32_t dead;             /* prev ended: release its stack */
+};
+
+/* What an idle VP saw in another VP's next slot, and since when. */
+struct next_watch {
+	struct uthread *seen;
+	uint64_t switches;
+	uint64_t since;
 };
 
 struct vp_stats {
@@ -352,7 +364,7 @@ struct stack_cache {
 struct vp {
 	/* line 0: owner only, every switch */
 	struct uthread *cur;          /* running context (maybe ->idle) */
-	struct uthread *next;         /* LIFO handoff slot (owner only) */
+	struct uthread *_Atomic next; /* LIFO handoff slot (owner puts) */
 	struct post_switch post;      /* actions for the incoming context */
 	uint32_t index;
 	uint32_t spinning;            /* counted in rt.nr_spinning */
@@ -380,11 +392,13 @@ struct vp {
 	struct vp_stats stats __cacheline_aligned;
 
 	/* owner-only caches */
+	struct next_watch *watch;     /* other VPs' next slots, for stealing */
 	struct uthread *ut_cache;     /* free uthread structs */
 	uint32_t ut_cache_n;
 	struct stack_cache stacks __cacheline_aligned;
 
 	/* set up once */
+	bool own_thread;              /* carried by a thread libsa made */
 	pthread_t thread;
 	void *altstack;
 	void *idle_stack;
@@ -419,7 +433,7 @@ struct runtime {
 	uint32_t ut_pool_n;
 
 	/* stats of VPs that no longer run plus external threads */
-	_Atomic uint64_t ext_spawned, ext_exited;
+	_Atomic uint64_t ext_spawned, ext_exited, ext_wakes;
 	_Atomic uint64_t stacks_mapped, stacks_released;
 	bool print_stats;
 };
@@ -468,8 +482,9 @@ void sched_park_unlock(spinlock_t *lock);
 void sched_exit_switch(struct uthread *me) __attribute__((noreturn));
 void sched_yield_cur(void);
 void sched_boost(struct uthread *ut);
+void sched_set_prio(struct uthread *ut, int prio);
 void sched_finish_switch(void);
-void sched_idle_loop(struct vp *vp) __attribute__((noreturn));
+void sched_idle_loop(struct vp *vp);
 void sched_wake_all_idle(void);
 void sched_vp_init(struct vp *vp, unsigned index);
 
@@ -501,5 +516,11 @@ static __always_inline bool check_magic(uint32_t word, uint32_t magic)
 {
 	return (word & 0xffffff00u) == magic;
 }
+
+/* mutex.c: what condition variables need of a mutex */
+uint32_t mutex_unlock_full(sa_mutex_t *pm);
+void mutex_relock_count(sa_mutex_t *pm, uint32_t count);
+bool mutex_owned_by_self(sa_mutex_t *pm);
+bool mutex_valid_obj(sa_mutex_t *pm);
 
 #endif /* SA_DEFS_H */

@@ -20,6 +20,7 @@
  * move it.
  */
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <time.h>
@@ -40,8 +41,11 @@ extern "C" {
  * @nvps: number of virtual processors; 0 means the default: $SA_VPS if set,
  *        else the number of CPUs in the process's affinity mask.
  *
- * The runtime also starts by itself on the first call that needs it.  The
- * calling thread becomes a uthread running on VP 0.
+ * The runtime also starts by itself on the first call that needs it.  If
+ * the thread that starts it is the process's main thread, that thread
+ * becomes a uthread (the "main uthread") running on VP 0; any other thread
+ * stays an ordinary thread (its blocking calls block it) and every VP gets
+ * a kernel thread of its own.
  *
  * Returns 0 on success (also when the runtime already runs with @nvps VPs,
  * or @nvps is 0), -EBUSY if it already runs with a different number of VPs,
@@ -595,6 +599,9 @@ struct sa_stats {
 	uint64_t stacks_mapped; /* stacks ever mapped */
 	uint64_t stacks_cached; /* stacks held in caches now */
 	uint64_t stacks_released; /* stacks whose memory went back to the kernel */
+	uint64_t guard_regions; /* 1: stack guards are madvise guard regions (no
+				 * memory mapping per stack, so a million stacks
+				 * fit in vm.max_map_count); 0: mprotect'ed pages */
 };
 
 /**

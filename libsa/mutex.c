@@ -1,0 +1,293 @@
+/* mutex.c - mutexes: normal, recursive, error-checking; FIFO handoff to waiters */
+
+/*
+ * state is 0 when free, else the owner's uthread id, with MUTEX_WAITERS set
+ * while the waiter queue may be non-empty.
+ *
+ * Fast path: one CAS 0 -> id to lock, one CAS id -> 0 to unlock.  Slow
+ * path, under the mutex's spinlock: a locker sets MUTEX_WAITERS and queues;
+ * an unlocker that finds MUTEX_WAITERS hands the mutex straight to the
+ * first waiter (state = its id) and makes it runnable in its own next slot.
+ * Direct handoff keeps the mutex fair (FIFO) and means a woken waiter never
+ * has to race for the lock again.
+ */
+
+#include "defs.h"
+
+#define MUTEX_WAITERS 0x80000000u
+
+struct mutex {
+	_Atomic uint32_t magic;
+	_Atomic uint32_t state;
+	spinlock_t lock;
+	uint32_t count;
+	struct waitq q;
+};
+
+_Static_assert(sizeof(struct mutex) == sizeof(sa_mutex_t), "mutex layout");
+_Static_assert(_Alignof(struct mutex) <= _Alignof(sa_mutex_t), "mutex align");
+
+static __always_inline struct mutex *to_mutex(sa_mutex_t *m)
+{
+	return (struct mutex *)m;
+}
+
+static __always_inline int mutex_type(uint32_t magic)
+{
+	return magic & 0xff;
+}
+
+static __always_inline bool mutex_valid(uint32_t magic)
+{
+	return check_magic(magic, SA__MAGIC_MUTEX) && mutex_type(magic) <= SA_MUTEX_ERRORCHECK;
+}
+
+SA_EXPORT int sa_mutex_init(sa_mutex_t *pm, int type)
+{
+	struct mutex *m = to_mutex(pm);
+
+	if (!pm || type < SA_MUTEX_NORMAL || type > SA_MUTEX_ERRORCHECK)
+		return -EINVAL;
+	atomic_store(&m->state, 0);
+	atomic_store(&m->lock, 0);
+	m->count = 0;
+	m->q.head = m->q.tail = NULL;
+	atomic_store_explicit(&m->magic, SA__MAGIC_MUTEX | (uint32_t)type, memory_order_release);
+	return 0;
+}
+
+SA_EXPORT int sa_mutex_destroy(sa_mutex_t *pm)
+{
+	struct mutex *m = to_mutex(pm);
+	int ret = 0;
+
+	if (!pm || !mutex_valid(atomic_load(&m->magic)))
+		return -EINVAL;
+	spin_lock(&m->lock);
+	if (atomic_load(&m->state) != 0 || m->q.head)
+		ret = -EBUSY;
+	else
+		atomic_store(&m->magic, 0);
+	spin_unlock(&m->lock);
+	return ret;
+}
+
+/* Relock by the owner: what the type says. */
+static int mutex_relock(struct mutex *m, int type, bool try)
+{
+	if (type == SA_MUTEX_RECURSIVE) {
+		if (m->count == UINT32_MAX)
+			return -EAGAIN;
+		m->count++;
+		return 0;
+	}
+	if (type == SA_MUTEX_ERRORCHECK)
+		return try ? -EBUSY : -EDEADLK;
+	return try ? -EBUSY : 1; /* normal: wait (for ever) as POSIX says */
+}
+
+/* __mutex_lock - slow path: queue and wait for a handoff. */
+static __noinline int __mutex_lock(struct mutex *m, struct uthread *me,
+				   uint64_t deadline)
+{
+	uint32_t magic = atomic_load_explicit(&m->magic, memory_order_relaxed);
+	uint32_t s;
+	struct sa_waiter w;
+	int ret;
+
+	if (!mutex_valid(magic))
+		return -EINVAL;
+	s = atomic_load_explicit(&m->state, memory_order_relaxed);
+	if ((s & ~MUTEX_WAITERS) == me->id) {
+		ret = mutex_relock(m, mutex_type(magic), false);
+		if (ret <= 0)
+			return ret;
+	}
+
+	spin_lock(&m->lock);
+	for (;;) {
+		s = atomic_load_explicit(&m->state, memory_order_relaxed);
+		if (s == 0) {
+			if (atomic_compare_exchange_weak_explicit(&m->state, &s, me->id,
+								  memory_order_acquire,
+								  memory_order_relaxed)) {
+				m->count = 1;
+				spin_unlock(&m->lock);
+				return 0;
+			}
+			continue;
+		}
+		if (s & MUTEX_WAITERS)
+			break;
+		if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | MUTEX_WAITERS,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			break;
+	}
+	ret = wait_park_unlock(&m->lock, &m->q, &w, deadline);
+	/* On 0 the unlocker made us the owner and set count. */
+	return ret;
+}
+
+/* mutex_lock_common - fast path, then the slow path. */
+static __always_inline int mutex_lock_common(sa_mutex_t *pm, uint64_t deadline)
+{
+	struct mutex *m = to_mutex(pm);
+	struct uthread *me;
+	uint32_t zero = 0;
+
+	if (unlikely(!pm))
+		return -EINVAL;
+	me = ut_self();
+	if (unlikely(!me))
+		return -ENOMEM;
+	if (likely(mutex_valid(atomic_load_explicit(&m->magic, memory_order_relaxed))) &&
+	    likely(atomic_compare_exchange_strong_explicit(&m->state, &zero, me->id,
+							   memory_order_acquire,
+							   memory_order_relaxed))) {
+		m->count = 1;
+		return 0;
+	}
+	return __mutex_lock(m, me, deadline);
+}
+
+SA_EXPORT int sa_mutex_lock(sa_mutex_t *pm)
+{
+	return mutex_lock_common(pm, DEADLINE_NONE);
+}
+
+SA_EXPORT int sa_mutex_timedlock(sa_mutex_t *pm, clockid_t clk,
+				 const struct timespec *abs)
+{
+	uint64_t d;
+	int r = deadline_from_abs(clk, abs, &d);
+
+	if (r)
+		return r;
+	return mutex_lock_common(pm, d);
+}
+
+SA_EXPORT int sa_mutex_trylock(sa_mutex_t *pm)
+{
+	struct mutex *m = to_mutex(pm);
+	struct uthread *me;
+	uint32_t magic, zero = 0, s;
+
+	if (!pm)
+		return -EINVAL;
+	magic = atomic_load_explicit(&m->magic, memory_order_relaxed);
+	if (!mutex_valid(magic))
+		return -EINVAL;
+	me = ut_self();
+	if (unlikely(!me))
+		return -ENOMEM;
+	if (atomic_compare_exchange_strong_explicit(&m->state, &zero, me->id,
+						    memory_order_acquire,
+						    memory_order_relaxed)) {
+		m->count = 1;
+		return 0;
+	}
+	s = atomic_load_explicit(&m->state, memory_order_relaxed);
+	if ((s & ~MUTEX_WAITERS) == me->id)
+		return mutex_relock(m, mutex_type(magic), true);
+	return -EBUSY;
+}
+
+/* __mutex_unlock - slow path: hand the mutex to the first live waiter. */
+static __noinline void __mutex_unlock(struct mutex *m)
+{
+	struct sa_waiter *w;
+
+	spin_lock(&m->lock);
+	while ((w = waitq_pop(&m->q)) != NULL) {
+		struct uthread *ut = w->ut;
+		uint32_t expect = W_WAITING;
+
+		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+			continue; /* timed out: it leaves by itself */
+		atomic_store_explicit(&m->state, ut->id | (m->q.head ? MUTEX_WAITERS : 0),
+				      memory_order_release);
+		m->count = 1;
+		sched_ready(ut);
+		spin_unlock(&m->lock);
+		return;
+	}
+	atomic_store_explicit(&m->state, 0, memory_order_release);
+	spin_unlock(&m->lock);
+}
+
+/**
+ * mutex_unlock_full - release @pm completely (all recursion levels) on
+ * behalf of sa_cond_wait().  Returns the count it held.
+ */
+uint32_t mutex_unlock_full(sa_mutex_t *pm)
+{
+	struct mutex *m = to_mutex(pm);
+	uint32_t count = m->count, s = atomic_load_explicit(&m->state, memory_order_relaxed);
+
+	m->count = 0;
+	if (!(s & MUTEX_WAITERS) &&
+	    atomic_compare_exchange_strong_explicit(&m->state, &s, 0, memory_order_release,
+						    memory_order_relaxed))
+		return count;
+	__mutex_unlock(m);
+	return count;
+}
+
+/** mutex_relock_count - sa_cond_wait()'s relock, restoring the count. */
+void mutex_relock_count(sa_mutex_t *pm, uint32_t count)
+{
+	mutex_lock_common(pm, DEADLINE_NONE);
+	to_mutex(pm)->count = count;
+}
+
+/** mutex_owned_by_self - does the caller own @pm? (@pm must be valid) */
+bool mutex_owned_by_self(sa_mutex_t *pm)
+{
+	struct uthread *me = ut_self();
+	uint32_t s = atomic_load_explicit(&to_mutex(pm)->state, memory_order_relaxed);
+
+	return me && (s & ~MUTEX_WAITERS) == me->id;
+}
+
+/** mutex_valid_obj - is @pm an initialised mutex? */
+bool mutex_valid_obj(sa_mutex_t *pm)
+{
+	return pm && mutex_valid(atomic_load_explicit(&to_mutex(pm)->magic, memory_order_relaxed));
+}
+
+SA_EXPORT int sa_mutex_unlock(sa_mutex_t *pm)
+{
+	struct mutex *m = to_mutex(pm);
+	struct uthread *me;
+	uint32_t magic, s, owner;
+
+	if (unlikely(!pm))
+		return -EINVAL;
+	magic = atomic_load_explicit(&m->magic, memory_order_relaxed);
+	if (unlikely(!mutex_valid(magic)))
+		return -EINVAL;
+	me = ut_self();
+	if (unlikely(!me))
+		return -EPERM;
+	s = atomic_load_explicit(&m->state, memory_order_relaxed);
+	owner = s & ~MUTEX_WAITERS;
+	if (unlikely(owner != me->id)) {
+		/* A normal mutex may be unlocked by another uthread (POSIX
+		 * leaves it undefined; we allow it); never an unlocked one. */
+		if (owner == 0 || mutex_type(magic) != SA_MUTEX_NORMAL)
+			return -EPERM;
+	}
+	if (mutex_type(magic) == SA_MUTEX_RECURSIVE && m->count > 1) {
+		m->count--;
+		return 0;
+	}
+	m->count = 0;
+	if (likely(!(s & MUTEX_WAITERS)) &&
+	    likely(atomic_compare_exchange_strong_explicit(&m->state, &s, 0,
+							   memory_order_release,
+							   memory_order_relaxed)))
+		return 0;
+	__mutex_unlock(m);
+	return 0;
+}

@@ -1,0 +1,334 @@
+/* runtime.c - runtime start-up and shutdown, VP threads, environment, statistics */
+
+/*
+ * The runtime starts on the first call that needs it (sa_spawn, sa_nvps,
+ * ...) or on sa_init().  If the starting thread is the process's main
+ * thread, it becomes VP 0's carrier and keeps running as a uthread (the
+ * "main" uthread) on its own kernel stack; VP 0's idle context gets a small
+ * stack of its own.  Any other thread stays an ordinary thread: it may
+ * return from its start routine at any time, and the VP it carried would go
+ * with it.  Then VP 0 too gets a kernel thread of its own.  Those threads
+ * start in their idle loop and wait for work.
+ *
+ * At exit() the runtime stops: parked VPs are woken and their threads end;
+ * a VP that is running a uthread is left alone (exit_group() ends it, as it
+ * ends any thread).  With SA_STATS=1 the counters go to stderr first.
+ */
+
+#include <sched.h>
+#include <stdarg.h>
+
+#include "defs.h"
+
+#define IDLE_STACK (64 * 1024)
+#define IDLE_GUARD (16 * 1024)
+
+struct runtime rt;
+__thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+
+void sa_panic(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("libsa: fatal: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	abort();
+}
+
+void __spin_lock_slow(spinlock_t *l)
+{
+	for (;;) {
+		while (atomic_load_explicit(l, memory_order_relaxed))
+			cpu_relax();
+		if (spin_trylock(l))
+			return;
+	}
+}
+
+/*
+ * env_vps - $SA_VPS as a VP count.  Returns 1 if it is not set, 0 with the
+ * count in *out, -EINVAL if it is not a number in 1..SA_VPS_MAX.
+ */
+static int env_vps(unsigned *out)
+{
+	const char *s = getenv("SA_VPS");
+	char *end;
+	unsigned long v;
+
+	if (!s)
+		return 1;
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v == 0 || v > SA_VPS_MAX)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
+
+static unsigned affinity_cpus(void)
+{
+	cpu_set_t *set = CPU_ALLOC(4096);
+	size_t sz = CPU_ALLOC_SIZE(4096);
+	long n = 0;
+
+	if (set && sched_getaffinity(0, sz, set) == 0)
+		n = CPU_COUNT_S(sz, set);
+	CPU_FREE(set);
+	if (n <= 0)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	if (n <= 0)
+		n = 1;
+	return n > SA_VPS_MAX ? SA_VPS_MAX : (unsigned)n;
+}
+
+static void stack_bounds_of_self(struct uthread *ut)
+{
+	pthread_attr_t a;
+	void *addr;
+	size_t sz;
+
+	if (pthread_getattr_np(pthread_self(), &a))
+		return;
+	if (!pthread_attr_getstack(&a, &addr, &sz)) {
+		ut->stack_lo = addr;
+		ut->stack_hi = (char *)addr + sz;
+	}
+	pthread_attr_destroy(&a);
+}
+
+static void *vp_thread_main(void *arg)
+{
+	struct vp *vp = arg;
+	struct uthread *idle = vp->idle;
+
+	sa_tls_vp = vp;
+	stack_altstack_setup(&vp->altstack);
+	stack_bounds_of_self(idle);
+	san_thread_adopt(idle);
+	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
+	vp->cur = idle;
+	sched_idle_loop(vp);
+	return NULL;
+}
+
+static void vp0_idle_entry(void)
+{
+	san_switch_end(vp_self()->idle);
+	sched_finish_switch();
+	sched_idle_loop(vp_self());
+	sa_panic("VP 0's idle loop returned");
+}
+
+static void rt_stop_threads(unsigned first, unsigned end)
+{
+	atomic_store(&rt.stopping, 1);
+	sched_wake_all_idle();
+	for (unsigned i = first; i < end; i++)
+		pthread_join(rt.vps[i].thread, NULL);
+}
+
+static void rt_shutdown(void)
+{
+	struct sa_stats st;
+
+	if (atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING)
+		return;
+	if (rt.print_stats && sa_stats_get(&st, sizeof(st)) == 0)
+		fprintf(stderr,
+			"libsa: stats: vps=%llu spawned=%llu exited=%llu live=%llu "
+			"switches=%llu next_handoffs=%llu steals=%llu stolen=%llu "
+			"parks=%llu wakes=%llu timers_fired=%llu stacks_mapped=%llu "
+			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu\n",
+			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
+			(unsigned long long)st.exited, (unsigned long long)st.live,
+			(unsigned long long)st.switches, (unsigned long long)st.next_handoffs,
+			(unsigned long long)st.steals, (unsigned long long)st.stolen,
+			(unsigned long long)st.parks, (unsigned long long)st.wakes,
+			(unsigned long long)st.timers_fired, (unsigned long long)st.stacks_mapped,
+			(unsigned long long)st.stacks_cached, (unsigned long long)st.stacks_released,
+			(unsigned long long)st.guard_regions);
+	atomic_store(&rt.stopping, 1);
+	sched_wake_all_idle();
+}
+
+static int rt_init(unsigned n)
+{
+	static bool atexit_done;
+	struct uthread *me, *idle0;
+	bool adopt = getpid() == (pid_t)syscall(SYS_gettid);
+	unsigned i, first = adopt ? 1 : 0;
+	struct vp *vps;
+	int r;
+
+	if (!n) {
+		r = env_vps(&n);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			n = affinity_cpus();
+	}
+	if (n == 0 || n > SA_VPS_MAX)
+		return -EINVAL;
+
+	vps = aligned_alloc(CACHE_LINE, n * sizeof(*vps));
+	if (!vps)
+		return -ENOMEM;
+	memset(vps, 0, n * sizeof(*vps));
+	stack_init();
+	for (i = 0; i < n; i++) {
+		sched_vp_init(&vps[i], i);
+		vps[i].watch = calloc(n, sizeof(*vps[i].watch));
+		vps[i].idle = vps[i].watch ? ut_alloc() : NULL;
+		if (!vps[i].idle)
+			goto fail_free; /* the structs stay in the table: harmless */
+		vps[i].idle->flags = UTF_IDLE;
+		vps[i].idle->state = UT_RUNNING;
+		vps[i].idle->vp = &vps[i];
+	}
+	idle0 = vps[0].idle;
+	if (adopt) {
+		if (stack_alloc(idle0, IDLE_STACK, IDLE_GUARD))
+			goto fail_free;
+		sa_ctx_init(&idle0->ctx, idle0->stack_hi, vp0_idle_entry);
+		san_fiber_create(idle0);
+	}
+
+	rt.vps = vps;
+	rt.nvps = n;
+	atomic_store(&rt.stopping, 0);
+	for (i = first; i < n; i++) {
+		vps[i].own_thread = true;
+		if (pthread_create(&vps[i].thread, NULL, vp_thread_main, &vps[i])) {
+			rt_stop_threads(first, i);
+			stack_free(idle0);
+			rt.vps = NULL;
+			rt.nvps = 0;
+			atomic_store(&rt.stopping, 0);
+			for (i = 0; i < n; i++)
+				free(vps[i].watch);
+			free(vps);
+			return -EAGAIN;
+		}
+	}
+
+	stack_signal_init();
+	rt.print_stats = getenv("SA_STATS") && strcmp(getenv("SA_STATS"), "0") != 0;
+	if (!atexit_done) {
+		atexit(rt_shutdown);
+		atexit_done = true;
+	}
+	if (!adopt)
+		return 0;
+
+	/* The main thread becomes the main uthread on VP 0. */
+	me = ut_ext_adopt();
+	if (!me)
+		me = ut_alloc();
+	if (!me)
+		sa_panic("no memory for the main uthread after the VPs started");
+	me->flags = UTF_MAIN;
+	me->state = UT_RUNNING;
+	me->prio = SA_PRIO_NORMAL;
+	me->vp = &vps[0];
+	strcpy(me->name, "main");
+	atomic_store_explicit(&me->on_cpu, 1, memory_order_relaxed);
+	stack_bounds_of_self(me);
+	san_thread_adopt(me);
+	rt.main_ut = me;
+	vps[0].cur = me;
+	vps[0].thread = pthread_self();
+	sa_tls_vp = &vps[0];
+	stack_altstack_setup(&vps[0].altstack);
+	return 0;
+
+fail_free:
+	for (i = 0; i < n; i++)
+		free(vps[i].watch);
+	free(vps);
+	return -ENOMEM;
+}
+
+/* rt_start_n - start with @want VPs (0: the default), or check a running
+ * runtime against @want. */
+static int rt_start_n(unsigned want)
+{
+	for (;;) {
+		uint32_t s = atomic_load_explicit(&rt.state, memory_order_acquire);
+
+		if (s == RT_RUNNING)
+			return (want && want != rt.nvps) ? -EBUSY : 0;
+		if (s == RT_OFF) {
+			int r;
+
+			if (!atomic_compare_exchange_strong(&rt.state, &s, RT_STARTING))
+				continue;
+			r = rt_init(want);
+			atomic_store_explicit(&rt.state, r ? RT_OFF : RT_RUNNING,
+					      memory_order_release);
+			return r;
+		}
+		sched_yield(); /* another thread is starting it */
+	}
+}
+
+int rt_ensure(void)
+{
+	return rt_start_n(0);
+}
+
+SA_EXPORT int sa_init(unsigned nvps)
+{
+	if (nvps > SA_VPS_MAX)
+		return -EINVAL;
+	return rt_start_n(nvps);
+}
+
+SA_EXPORT unsigned sa_nvps(void)
+{
+	return rt_start() ? 0 : rt.nvps;
+}
+
+SA_EXPORT int sa_vp_self(void)
+{
+	struct vp *vp = vp_self();
+
+	return vp ? (int)vp->index : -EPERM;
+}
+
+SA_EXPORT int sa_stats_get(struct sa_stats *out, size_t size)
+{
+	struct sa_stats st;
+
+	if (!out)
+		return -EINVAL;
+	if (atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING)
+		return -ENOSYS;
+	memset(&st, 0, sizeof(st));
+	st.nvps = rt.nvps;
+	st.spawned = atomic_load(&rt.ext_spawned);
+	st.exited = atomic_load(&rt.ext_exited);
+	st.wakes = atomic_load(&rt.ext_wakes);
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp_stats *s = &rt.vps[i].stats;
+
+		st.spawned += atomic_load_explicit(&s->spawned, memory_order_relaxed);
+		st.exited += atomic_load_explicit(&s->exited, memory_order_relaxed);
+		st.switches += atomic_load_explicit(&s->switches, memory_order_relaxed);
+		st.next_handoffs += atomic_load_explicit(&s->next_handoffs, memory_order_relaxed);
+		st.steals += atomic_load_explicit(&s->steals, memory_order_relaxed);
+		st.stolen += atomic_load_explicit(&s->stolen, memory_order_relaxed);
+		st.parks += atomic_load_explicit(&s->parks, memory_order_relaxed);
+		st.wakes += atomic_load_explicit(&s->wakes, memory_order_relaxed);
+		st.timers_fired += atomic_load_explicit(&s->timers_fired, memory_order_relaxed);
+	}
+	st.live = st.spawned - st.exited;
+	st.stacks_mapped = atomic_load(&rt.stacks_mapped);
+	st.stacks_released = atomic_load(&rt.stacks_released);
+	st.stacks_cached = stack_cached_count();
+	st.guard_regions = stack_guard_supported();
+	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
+	return 0;
+}

@@ -1,0 +1,219 @@
+/* rwlock.c - reader-writer locks that prefer waiting writers */
+
+/*
+ * readers > 0: that many readers hold it; -1: a writer (id in writer) does.
+ * wwait counts writers queued and not yet granted.  A reader may enter
+ * only while no writer holds or waits; on release the queue is granted in
+ * order: a writer at the head alone, else every reader up to the first
+ * writer.
+ */
+
+#include "defs.h"
+
+enum { RW_READ = 1, RW_WRITE = 2 };
+
+struct rwlock {
+	_Atomic uint32_t magic;
+	spinlock_t lock;
+	int32_t readers;
+	uint32_t writer;
+	uint32_t wwait;
+	uint32_t pad;
+	struct waitq q;
+};
+
+_Static_assert(sizeof(struct rwlock) == sizeof(sa_rwlock_t), "rwlock layout");
+
+static __always_inline struct rwlock *to_rw(sa_rwlock_t *p)
+{
+	return (struct rwlock *)p;
+}
+
+static __always_inline bool rw_valid(struct rwlock *rw)
+{
+	return rw && atomic_load_explicit(&rw->magic, memory_order_relaxed) == SA__MAGIC_RWLOCK;
+}
+
+SA_EXPORT int sa_rwlock_init(sa_rwlock_t *p)
+{
+	struct rwlock *rw = to_rw(p);
+
+	if (!p)
+		return -EINVAL;
+	atomic_store(&rw->lock, 0);
+	rw->readers = 0;
+	rw->writer = 0;
+	rw->wwait = 0;
+	rw->pad = 0;
+	rw->q.head = rw->q.tail = NULL;
+	atomic_store_explicit(&rw->magic, SA__MAGIC_RWLOCK, memory_order_release);
+	return 0;
+}
+
+SA_EXPORT int sa_rwlock_destroy(sa_rwlock_t *p)
+{
+	struct rwlock *rw = to_rw(p);
+	int ret = 0;
+
+	if (!rw_valid(rw))
+		return -EINVAL;
+	spin_lock(&rw->lock);
+	if (rw->readers != 0 || rw->q.head)
+		ret = -EBUSY;
+	else
+		atomic_store(&rw->magic, 0);
+	spin_unlock(&rw->lock);
+	return ret;
+}
+
+/* rw_grant_locked - hand the lock to the waiters at the head of the queue;
+ * returns the chain to make runnable after the lock is dropped. */
+static struct sa_waiter *rw_grant_locked(struct rwlock *rw)
+{
+	struct sa_waiter *w, *first = NULL, *last = NULL;
+
+	while (rw->readers >= 0 && (w = rw->q.head) != NULL) {
+		uint32_t expect = W_WAITING;
+
+		if (w->kind == RW_WRITE && rw->readers > 0)
+			break;
+		if (w->kind == RW_READ && rw->readers == INT32_MAX - 1)
+			break;
+		waitq_remove(&rw->q, w);
+		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+			continue; /* timed out; it fixes the counts itself */
+		if (w->kind == RW_WRITE) {
+			rw->readers = -1;
+			rw->writer = w->ut->id;
+			rw->wwait--;
+		} else {
+			rw->readers++;
+		}
+		w->next = NULL;
+		if (last)
+			last->next = w;
+		else
+			first = w;
+		last = w;
+		if (rw->readers < 0)
+			break;
+	}
+	return first;
+}
+
+static int rw_lock(struct rwlock *rw, int kind, bool try, uint64_t deadline)
+{
+	struct uthread *me = ut_self();
+	struct sa_waiter w, *chain;
+	int ret;
+
+	if (!rw_valid(rw))
+		return -EINVAL;
+	if (!me)
+		return -ENOMEM;
+	spin_lock(&rw->lock);
+	if (rw->readers == -1 && rw->writer == me->id) {
+		spin_unlock(&rw->lock);
+		return try ? -EBUSY : -EDEADLK;
+	}
+	if (kind == RW_READ) {
+		if (rw->readers >= 0 && rw->wwait == 0) {
+			if (rw->readers == INT32_MAX - 1) {
+				spin_unlock(&rw->lock);
+				return -EAGAIN;
+			}
+			rw->readers++;
+			spin_unlock(&rw->lock);
+			return 0;
+		}
+	} else if (rw->readers == 0) {
+		rw->readers = -1;
+		rw->writer = me->id;
+		spin_unlock(&rw->lock);
+		return 0;
+	}
+	if (try) {
+		spin_unlock(&rw->lock);
+		return -EBUSY;
+	}
+	w.kind = (uint32_t)kind;
+	if (kind == RW_WRITE)
+		rw->wwait++;
+	ret = wait_park_unlock(&rw->lock, &rw->q, &w, deadline);
+	if (ret == 0)
+		return 0;
+	/* Timed out.  A writer that gave up may have held readers back. */
+	spin_lock(&rw->lock);
+	if (kind == RW_WRITE)
+		rw->wwait--;
+	chain = rw_grant_locked(rw);
+	spin_unlock(&rw->lock);
+	waitq_ready_chain(chain);
+	return ret;
+}
+
+SA_EXPORT int sa_rwlock_rdlock(sa_rwlock_t *p)
+{
+	return rw_lock(to_rw(p), RW_READ, false, DEADLINE_NONE);
+}
+
+SA_EXPORT int sa_rwlock_tryrdlock(sa_rwlock_t *p)
+{
+	return rw_lock(to_rw(p), RW_READ, true, DEADLINE_NONE);
+}
+
+SA_EXPORT int sa_rwlock_timedrdlock(sa_rwlock_t *p, clockid_t clk,
+				    const struct timespec *abs)
+{
+	uint64_t d;
+	int r = deadline_from_abs(clk, abs, &d);
+
+	return r ? r : rw_lock(to_rw(p), RW_READ, false, d);
+}
+
+SA_EXPORT int sa_rwlock_wrlock(sa_rwlock_t *p)
+{
+	return rw_lock(to_rw(p), RW_WRITE, false, DEADLINE_NONE);
+}
+
+SA_EXPORT int sa_rwlock_trywrlock(sa_rwlock_t *p)
+{
+	return rw_lock(to_rw(p), RW_WRITE, true, DEADLINE_NONE);
+}
+
+SA_EXPORT int sa_rwlock_timedwrlock(sa_rwlock_t *p, clockid_t clk,
+				    const struct timespec *abs)
+{
+	uint64_t d;
+	int r = deadline_from_abs(clk, abs, &d);
+
+	return r ? r : rw_lock(to_rw(p), RW_WRITE, false, d);
+}
+
+SA_EXPORT int sa_rwlock_unlock(sa_rwlock_t *p)
+{
+	struct rwlock *rw = to_rw(p);
+	struct uthread *me = ut_self();
+	struct sa_waiter *chain;
+
+	if (!rw_valid(rw))
+		return -EINVAL;
+	spin_lock(&rw->lock);
+	if (rw->readers == -1) {
+		if (!me || rw->writer != me->id) {
+			spin_unlock(&rw->lock);
+			return -EPERM;
+		}
+		rw->readers = 0;
+		rw->writer = 0;
+	} else if (rw->readers > 0) {
+		rw->readers--;
+	} else {
+		spin_unlock(&rw->lock);
+		return -EPERM;
+	}
+	chain = rw_grant_locked(rw);
+	spin_unlock(&rw->lock);
+	waitq_ready_chain(chain);
+	return 0;
+}

@@ -1,0 +1,270 @@
+/* timer.c - per-VP deadline heaps: sleeps and timed waits without kernel threads */
+
+/*
+ * Each VP keeps a binary min-heap of struct sa_timer under vp->timer_lock,
+ * and publishes its earliest deadline in vp->timer_next so that the
+ * scheduler can test "anything due?" with one load.  A VP runs its due
+ * timers after each switch; an idle VP runs every VP's due timers and parks
+ * no longer than the earliest deadline of all.
+ *
+ * A timer is usually on the stack of the uthread that waits for it.  Its
+ * callback runs with the heap lock dropped (it takes sync-object locks,
+ * which rank above the heap lock), so timer_cancel_sync() waits for a
+ * callback in flight to finish before the frame may go away, as
+ * del_timer_sync() does.
+ */
+
+#include "defs.h"
+
+#define HEAP_MIN_CAP 16
+
+static void heap_set(struct vp *vp, uint32_t i, struct sa_timer *t)
+{
+	vp->timer_heap[i] = t;
+	t->idx = i;
+}
+
+static void heap_up(struct vp *vp, uint32_t i)
+{
+	struct sa_timer *t = vp->timer_heap[i];
+
+	while (i > 0) {
+		uint32_t parent = (i - 1) / 2;
+
+		if (vp->timer_heap[parent]->deadline <= t->deadline)
+			break;
+		heap_set(vp, i, vp->timer_heap[parent]);
+		i = parent;
+	}
+	heap_set(vp, i, t);
+}
+
+static void heap_down(struct vp *vp, uint32_t i)
+{
+	struct sa_timer *t = vp->timer_heap[i];
+	uint32_t n = vp->timer_n;
+
+	for (;;) {
+		uint32_t c = 2 * i + 1;
+
+		if (c >= n)
+			break;
+		if (c + 1 < n && vp->timer_heap[c + 1]->deadline < vp->timer_heap[c]->deadline)
+			c++;
+		if (t->deadline <= vp->timer_heap[c]->deadline)
+			break;
+		heap_set(vp, i, vp->timer_heap[c]);
+		i = c;
+	}
+	heap_set(vp, i, t);
+}
+
+static void heap_publish_locked(struct vp *vp)
+{
+	atomic_store_explicit(&vp->timer_next,
+			      vp->timer_n ? vp->timer_heap[0]->deadline : DEADLINE_NONE,
+			      memory_order_relaxed);
+}
+
+static void heap_remove_locked(struct vp *vp, struct sa_timer *t)
+{
+	uint32_t i = t->idx, last = --vp->timer_n;
+
+	if (i != last) {
+		heap_set(vp, i, vp->timer_heap[last]);
+		heap_down(vp, i);
+		heap_up(vp, vp->timer_heap[i]->idx);
+	}
+	heap_publish_locked(vp);
+}
+
+/*
+ * timer_arm_locked - insert @t in @vp's heap; the caller holds the heap
+ * lock.  Growing the heap may allocate: on failure the process cannot keep
+ * its promise to wake the sleeper, so it is an invariant violation.
+ */
+static void timer_arm_locked(struct vp *vp, struct sa_timer *t)
+{
+	if (vp->timer_n == vp->timer_cap) {
+		uint32_t cap = vp->timer_cap ? 2 * vp->timer_cap : HEAP_MIN_CAP;
+		struct sa_timer **h = realloc(vp->timer_heap, cap * sizeof(*h));
+
+		if (!h)
+			sa_panic("out of memory growing the timer heap");
+		vp->timer_heap = h;
+		vp->timer_cap = cap;
+	}
+	t->vp = vp;
+	atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
+	heap_set(vp, vp->timer_n++, t);
+	heap_up(vp, t->idx);
+	heap_publish_locked(vp);
+}
+
+/**
+ * timer_arm - call @fn(@t) at or after @deadline (monotonic ns), on some VP.
+ * The caller must be a uthread.
+ */
+void timer_arm(struct sa_timer *t, uint64_t deadline, void (*fn)(struct sa_timer *))
+{
+	struct vp *vp = vp_self();
+
+	t->deadline = deadline;
+	t->fn = fn;
+	spin_lock(&vp->timer_lock);
+	timer_arm_locked(vp, t);
+	spin_unlock(&vp->timer_lock);
+}
+
+/**
+ * timer_cancel_sync - make sure @t's callback is not pending and not
+ * running.  After it returns, @t may be freed.
+ */
+void timer_cancel_sync(struct sa_timer *t)
+{
+	struct vp *vp = t->vp;
+
+	spin_lock(&vp->timer_lock);
+	if (atomic_load_explicit(&t->state, memory_order_relaxed) == TIMER_PENDING) {
+		heap_remove_locked(vp, t);
+		atomic_store_explicit(&t->state, TIMER_DONE, memory_order_relaxed);
+	}
+	spin_unlock(&vp->timer_lock);
+	while (atomic_load_explicit(&t->state, memory_order_acquire) == TIMER_RUNNING)
+		cpu_relax();
+}
+
+/** timers_run - run @vp's timers that are due at @now. */
+void timers_run(struct vp *vp, uint64_t now)
+{
+	struct vp *self = vp_self();
+
+	if (atomic_load_explicit(&vp->timer_next, memory_order_relaxed) > now)
+		return;
+	spin_lock(&vp->timer_lock);
+	while (vp->timer_n && vp->timer_heap[0]->deadline <= now) {
+		struct sa_timer *t = vp->timer_heap[0];
+
+		heap_remove_locked(vp, t);
+		atomic_store_explicit(&t->state, TIMER_RUNNING, memory_order_relaxed);
+		spin_unlock(&vp->timer_lock);
+		t->fn(t);
+		if (self)
+			stat_inc(&self->stats.timers_fired);
+		/* Last touch: after this the owner's frame may go away. */
+		atomic_store_explicit(&t->state, TIMER_DONE, memory_order_release);
+		spin_lock(&vp->timer_lock);
+	}
+	spin_unlock(&vp->timer_lock);
+}
+
+/** timers_run_all - run every VP's due timers. */
+void timers_run_all(uint64_t now)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++)
+		timers_run(&rt.vps[i], now);
+}
+
+/** timers_next_deadline - earliest deadline over all VPs. */
+uint64_t timers_next_deadline(void)
+{
+	uint64_t d = DEADLINE_NONE;
+
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		uint64_t x = atomic_load_explicit(&rt.vps[i].timer_next, memory_order_relaxed);
+
+		if (x < d)
+			d = x;
+	}
+	return d;
+}
+
+int deadline_from_abs(clockid_t clk, const struct timespec *abs, uint64_t *out)
+{
+	uint64_t a;
+
+	if (!abs || abs->tv_nsec < 0 || abs->tv_nsec >= (long)NSEC_PER_SEC || abs->tv_sec < 0)
+		return -EINVAL;
+	if (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME)
+		return -EINVAL;
+	if ((uint64_t)abs->tv_sec > (DEADLINE_NONE - NSEC_PER_SEC) / NSEC_PER_SEC)
+		a = DEADLINE_NONE - 1;
+	else
+		a = (uint64_t)abs->tv_sec * NSEC_PER_SEC + (uint64_t)abs->tv_nsec;
+	if (clk == CLOCK_REALTIME) {
+		struct timespec rnow;
+		uint64_t r, m = now_ns();
+
+		clock_gettime(CLOCK_REALTIME, &rnow);
+		r = (uint64_t)rnow.tv_sec * NSEC_PER_SEC + (uint64_t)rnow.tv_nsec;
+		if (a <= r)
+			a = m;
+		else if (a - r > DEADLINE_NONE - 1 - m)
+			a = DEADLINE_NONE - 1;
+		else
+			a = m + (a - r);
+	}
+	*out = a;
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * Sleeping
+ */
+
+struct sleeper {
+	struct sa_timer timer;
+	struct uthread *ut;
+};
+
+static void sleeper_fire(struct sa_timer *t)
+{
+	sched_ready(container_of(t, struct sleeper, timer)->ut);
+}
+
+static int sleep_until_ns(uint64_t deadline)
+{
+	struct vp *vp = vp_self();
+	struct sleeper s;
+
+	if (!vp) {
+		struct timespec ts;
+
+		ns_to_timespec(deadline, &ts);
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+			;
+		return 0;
+	}
+	if (deadline <= now_ns()) {
+		sched_yield_cur();
+		return 0;
+	}
+	s.ut = vp->cur;
+	s.timer.deadline = deadline;
+	s.timer.fn = sleeper_fire;
+	spin_lock(&vp->timer_lock);
+	timer_arm_locked(vp, &s.timer);
+	/* The heap lock is released only once our context is saved. */
+	sched_park_unlock(&vp->timer_lock);
+	timer_cancel_sync(&s.timer);
+	return 0;
+}
+
+SA_EXPORT int sa_sleep_ns(uint64_t ns)
+{
+	uint64_t now = now_ns();
+
+	if (ns > DEADLINE_NONE - 1 - now)
+		ns = DEADLINE_NONE - 1 - now;
+	return sleep_until_ns(now + ns);
+}
+
+SA_EXPORT int sa_sleep_until(clockid_t clk, const struct timespec *abs)
+{
+	uint64_t d;
+	int r = deadline_from_abs(clk, abs, &d);
+
+	if (r)
+		return r;
+	return sleep_until_ns(d);
+}

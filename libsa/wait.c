@@ -1,0 +1,173 @@
+/* wait.c - waiter queues and parking with a deadline, shared by every sync object */
+
+/*
+ * A sync object is a spinlock, some state, and a FIFO of struct sa_waiter.
+ * A waiter lives on its uthread's stack.  Who may wake it is decided by one
+ * CAS on waiter->state from W_WAITING: a waker that pops it (W_WOKEN) or
+ * its timer (W_TIMEDOUT).  The loser does nothing, so a uthread is made
+ * runnable exactly once per wait, and a waker that loses to a timer simply
+ * moves on to the next waiter, so no signal, post or unlock is lost to a
+ * waiter that timed out.
+ */
+
+#include "defs.h"
+
+void waitq_push(struct waitq *q, struct sa_waiter *w)
+{
+	w->next = NULL;
+	w->prev = q->tail;
+	if (q->tail)
+		q->tail->next = w;
+	else
+		q->head = w;
+	q->tail = w;
+	w->queued = 1;
+}
+
+void waitq_remove(struct waitq *q, struct sa_waiter *w)
+{
+	if (w->prev)
+		w->prev->next = w->next;
+	else
+		q->head = w->next;
+	if (w->next)
+		w->next->prev = w->prev;
+	else
+		q->tail = w->prev;
+	w->next = w->prev = NULL;
+	w->queued = 0;
+}
+
+struct sa_waiter *waitq_pop(struct waitq *q)
+{
+	struct sa_waiter *w = q->head;
+
+	if (w)
+		waitq_remove(q, w);
+	return w;
+}
+
+/**
+ * waiter_wake - claim popped waiter @w for waking and make it runnable.
+ * Returns false if its timer won (it wakes itself; pick another waiter).
+ * Safe under the object's lock: sched_ready() only takes locks that rank
+ * below it.
+ */
+bool waiter_wake(struct sa_waiter *w)
+{
+	struct uthread *ut = w->ut;
+	uint32_t expect = W_WAITING;
+
+	if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+		return false;
+	sched_ready(ut);
+	return true;
+}
+
+static void waiter_timeout(struct sa_timer *t)
+{
+	struct sa_waiter *w = container_of(t, struct sa_waiter, timer);
+	struct uthread *ut = w->ut;
+	uint32_t expect = W_WAITING;
+
+	if (atomic_compare_exchange_strong(&w->state, &expect, W_TIMEDOUT))
+		sched_ready(ut);
+}
+
+static void ext_wait(struct uthread *me, struct sa_waiter *w, uint64_t deadline)
+{
+	struct timespec ts;
+
+	if (deadline != DEADLINE_NONE)
+		ns_to_timespec(deadline, &ts);
+	while (!atomic_load_explicit(&me->park_word, memory_order_acquire)) {
+		long r = futex_wait(&me->park_word, 0,
+				    deadline == DEADLINE_NONE ? NULL : &ts);
+
+		if (r < 0 && errno == ETIMEDOUT) {
+			uint32_t expect = W_WAITING;
+
+			if (atomic_compare_exchange_strong(&w->state, &expect, W_TIMEDOUT))
+				return;
+			deadline = DEADLINE_NONE; /* a waker won: it will wake us */
+		}
+	}
+}
+
+/**
+ * wait_park_unlock - queue @w (for the calling uthread) on @q, drop @lock
+ * and park until woken or @deadline (monotonic ns, DEADLINE_NONE for none).
+ * The caller holds @lock.  Returns 0 when woken (the waker has done the
+ * object-specific handoff), -ETIMEDOUT when the deadline passed (@w is
+ * off @q again).  Returns with @lock not held.
+ */
+int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
+		     uint64_t deadline)
+{
+	struct vp *vp = vp_self();
+	struct uthread *me = ut_self();
+
+	w->ut = me;
+	atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
+	waitq_push(q, w);
+
+	if (deadline != DEADLINE_NONE && deadline <= now_ns()) {
+		waitq_remove(q, w);
+		spin_unlock(lock);
+		return -ETIMEDOUT;
+	}
+
+	if (likely(vp)) {
+		if (deadline != DEADLINE_NONE)
+			timer_arm(&w->timer, deadline, waiter_timeout);
+		sched_park_unlock(lock);
+		if (deadline != DEADLINE_NONE)
+			timer_cancel_sync(&w->timer);
+	} else {
+		atomic_store_explicit(&me->park_word, 0, memory_order_relaxed);
+		spin_unlock(lock);
+		ext_wait(me, w, deadline);
+	}
+
+	if (atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN)
+		return 0;
+	spin_lock(lock);
+	if (w->queued)
+		waitq_remove(q, w);
+	spin_unlock(lock);
+	return -ETIMEDOUT;
+}
+
+/**
+ * waitq_wake_all_locked - claim every waiter of @q and chain them through
+ * ->next for waitq_ready_chain() after the lock is dropped.
+ */
+struct sa_waiter *waitq_claim_all(struct waitq *q)
+{
+	struct sa_waiter *w, *first = NULL, *last = NULL;
+
+	while ((w = waitq_pop(q)) != NULL) {
+		uint32_t expect = W_WAITING;
+
+		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+			continue;
+		if (last)
+			last->next = w;
+		else
+			first = w;
+		last = w;
+	}
+	return first;
+}
+
+/** waitq_ready_chain - make runnable a chain from waitq_claim_all(). */
+void waitq_ready_chain(struct sa_waiter *w)
+{
+	while (w) {
+		struct sa_waiter *next = w->next;
+
+		/* @w may be gone as soon as its uthread runs. */
+		sched_ready(w->ut);
+		w = next;
+	}
+}
