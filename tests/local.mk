@@ -1,0 +1,66 @@
+# tests/local.mk - the Criterion test suite: one program per area (make check)
+if HAVE_CRITERION
+
+TESTS_CFLAGS = $(AM_CFLAGS) $(CRITERION_CFLAGS)
+TESTS_LDADD = libsa.la $(CRITERION_LIBS)
+
+sa_test_progs = \
+	tests/test_runtime \
+	tests/test_uthread \
+	tests/test_keys \
+	tests/test_sched \
+	tests/test_mutex \
+	tests/test_cond \
+	tests/test_rwlock \
+	tests/test_sem \
+	tests/test_barrier_once \
+	tests/test_stack \
+	tests/test_stress
+check_PROGRAMS += $(sa_test_progs)
+TESTS += $(sa_test_progs)
+
+tests_test_runtime_SOURCES = tests/test_runtime.c tests/helpers.h
+tests_test_runtime_CFLAGS = $(TESTS_CFLAGS)
+tests_test_runtime_LDADD = $(TESTS_LDADD)
+
+tests_test_uthread_SOURCES = tests/test_uthread.c tests/helpers.h
+tests_test_uthread_CFLAGS = $(TESTS_CFLAGS)
+tests_test_uthread_LDADD = $(TESTS_LDADD)
+
+tests_test_keys_SOURCES = tests/test_keys.c tests/helpers.h
+tests_test_keys_CFLAGS = $(TESTS_CFLAGS)
+tests_test_keys_LDADD = $(TESTS_LDADD)
+
+tests_test_sched_SOURCES = tests/test_sched.c tests/helpers.h
+tests_test_sched_CFLAGS = $(TESTS_CFLAGS)
+tests_test_sched_LDADD = $(TESTS_LDADD)
+
+tests_test_mutex_SOURCES = tests/test_mutex.c tests/helpers.h
+tests_test_mutex_CFLAGS = $(TESTS_CFLAGS)
+tests_test_mutex_LDADD = $(TESTS_LDADD)
+
+tests_test_cond_SOURCES = tests/test_cond.c tests/helpers.h
+tests_test_cond_CFLAGS = $(TESTS_CFLAGS)
+tests_test_cond_LDADD = $(TESTS_LDADD)
+
+tests_test_rwlock_SOURCES = tests/test_rwlock.c tests/helpers.h
+tests_test_rwlock_CFLAGS = $(TESTS_CFLAGS)
+tests_test_rwlock_LDADD = $(TESTS_LDADD)
+
+tests_test_sem_SOURCES = tests/test_sem.c tests/helpers.h
+tests_test_sem_CFLAGS = $(TESTS_CFLAGS)
+tests_test_sem_LDADD = $(TESTS_LDADD)
+
+tests_test_barrier_once_SOURCES = tests/test_barrier_once.c tests/helpers.h
+tests_test_barrier_once_CFLAGS = $(TESTS_CFLAGS)
+tests_test_barrier_once_LDADD = $(TESTS_LDADD)
+
+tests_test_stack_SOURCES = tests/test_stack.c tests/helpers.h
+tests_test_stack_CFLAGS = $(TESTS_CFLAGS)
+tests_test_stack_LDADD = $(TESTS_LDADD)
+
+tests_test_stress_SOURCES = tests/test_stress.c tests/helpers.h
+tests_test_stress_CFLAGS = $(TESTS_CFLAGS)
+tests_test_stress_LDADD = $(TESTS_LDADD)
+
+endif

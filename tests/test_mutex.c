@@ -1,0 +1,640 @@
+/* test_mutex.c - normal, recursive and error-checking mutexes */
+#include "helpers.h"
+
+/* A uthread that takes @m, reports it holds it, and keeps it until @release. */
+struct holder {
+	sa_mutex_t *m;
+	sa_sem_t locked;
+	sa_sem_t release;
+	int rc;
+};
+
+static void *hold_mutex(void *arg)
+{
+	struct holder *h = arg;
+
+	h->rc = sa_mutex_lock(h->m);
+	sa_sem_post(&h->locked);
+	sa_sem_wait(&h->release);
+	if (h->rc == 0)
+		UT_CHECK_EQ(sa_mutex_unlock(h->m), 0);
+	return NULL;
+}
+
+static sa_uthread_t start_holder(struct holder *h, sa_mutex_t *m)
+{
+	sa_uthread_t t;
+
+	h->m = m;
+	SA_OK(sa_sem_init(&h->locked, 0));
+	SA_OK(sa_sem_init(&h->release, 0));
+	t = h_spawn(hold_mutex, h);
+	SA_OK(sa_sem_wait(&h->locked));
+	cr_assert_eq(h->rc, 0, "holder failed to lock: %d", h->rc);
+	return t;
+}
+
+static void stop_holder(struct holder *h, sa_uthread_t t)
+{
+	SA_OK(sa_sem_post(&h->release));
+	h_join(t);
+	assert_no_ut_failures();
+}
+
+/* ---- init / invalid objects ---- */
+
+Test(mutex, init_null_einval, .timeout = 10)
+{
+	SA_ERR(sa_mutex_init(NULL, SA_MUTEX_NORMAL), -EINVAL);
+}
+
+Test(mutex, init_unknown_type_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	SA_ERR(sa_mutex_init(&m, 3), -EINVAL);
+	SA_ERR(sa_mutex_init(&m, -1), -EINVAL);
+}
+
+Test(mutex, zeroed_object_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct timespec dl;
+
+	h_start(0);
+	memset(&m, 0, sizeof(m));
+	dl = h_deadline(CLOCK_MONOTONIC, NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_lock(&m), -EINVAL);
+	SA_ERR(sa_mutex_trylock(&m), -EINVAL);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -EINVAL);
+	SA_ERR(sa_mutex_unlock(&m), -EINVAL);
+	SA_ERR(sa_mutex_destroy(&m), -EINVAL);
+}
+
+Test(mutex, destroyed_object_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_destroy(&m));
+	SA_ERR(sa_mutex_lock(&m), -EINVAL);
+	SA_ERR(sa_mutex_trylock(&m), -EINVAL);
+	SA_ERR(sa_mutex_destroy(&m), -EINVAL);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, static_initializer_normal, .timeout = 10)
+{
+	sa_mutex_t m = SA_MUTEX_INITIALIZER;
+
+	h_start(0);
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_trylock(&m), -EBUSY);
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, static_initializer_recursive, .timeout = 10)
+{
+	sa_mutex_t m = SA_MUTEX_RECURSIVE_INITIALIZER;
+
+	h_start(0);
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_ERR(sa_mutex_unlock(&m), -EPERM);
+}
+
+Test(mutex, static_initializer_errorcheck, .timeout = 10)
+{
+	sa_mutex_t m = SA_MUTEX_ERRORCHECK_INITIALIZER;
+
+	h_start(0);
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_lock(&m), -EDEADLK);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, works_before_runtime_start, .timeout = 10)
+{
+	sa_mutex_t m = SA_MUTEX_INITIALIZER;
+
+	/* the first call starts the runtime (or works without it) */
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+/* ---- mutual exclusion ---- */
+
+static sa_mutex_t cmtx;
+static long counter;
+static _Atomic int inside;
+enum { EX_N = 64, EX_ITERS = 300 };
+
+static void *increment(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < EX_ITERS; i++) {
+		UT_CHECK_EQ(sa_mutex_lock(&cmtx), 0);
+		UT_CHECK_EQ(atomic_fetch_add(&inside, 1), 0);
+		long c = counter;
+		if (i % 7 == 0)
+			sa_yield();
+		counter = c + 1;
+		atomic_fetch_sub(&inside, 1);
+		UT_CHECK_EQ(sa_mutex_unlock(&cmtx), 0);
+	}
+	return NULL;
+}
+
+static void run_exclusion(int type)
+{
+	sa_uthread_t t[EX_N];
+
+	SA_OK(sa_mutex_init(&cmtx, type));
+	for (int i = 0; i < EX_N; i++)
+		t[i] = h_spawn(increment, NULL);
+	for (int i = 0; i < EX_N; i++)
+		h_join(t[i]);
+	assert_no_ut_failures();
+	cr_assert_eq(counter, (long)EX_N * EX_ITERS);
+}
+
+Test(mutex, normal_mutual_exclusion, .timeout = 20)
+{
+	h_start(0);
+	run_exclusion(SA_MUTEX_NORMAL);
+}
+
+Test(mutex, recursive_mutual_exclusion, .timeout = 20)
+{
+	h_start(0);
+	run_exclusion(SA_MUTEX_RECURSIVE);
+}
+
+Test(mutex, errorcheck_mutual_exclusion, .timeout = 20)
+{
+	h_start(0);
+	run_exclusion(SA_MUTEX_ERRORCHECK);
+}
+
+Test(mutex, mutual_exclusion_many_vps, .timeout = 20)
+{
+	h_start_env("4");
+	run_exclusion(SA_MUTEX_NORMAL);
+}
+
+/* ---- FIFO handoff ---- */
+
+static int fifo_log[8];
+static _Atomic int fifo_pos;
+
+static void *lock_and_log(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_lock(&cmtx), 0);
+	fifo_log[atomic_fetch_add(&fifo_pos, 1)] = (int)IP(arg);
+	UT_CHECK_EQ(sa_mutex_unlock(&cmtx), 0);
+	return NULL;
+}
+
+Test(mutex, handoff_in_arrival_order, .timeout = 10)
+{
+	enum { N = 5 };
+	sa_uthread_t t[N];
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&cmtx, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&cmtx));
+	for (int i = 0; i < N; i++) {
+		t[i] = h_spawn(lock_and_log, UP(i));
+		SA_OK(sa_sleep_ns(15 * NSEC_PER_MSEC)); /* i now waits */
+	}
+	SA_OK(sa_mutex_unlock(&cmtx));
+	for (int i = 0; i < N; i++)
+		h_join(t[i]);
+	assert_no_ut_failures();
+	for (int i = 0; i < N; i++)
+		cr_assert_eq(fifo_log[i], i, "waiter %d got the lock %dth",
+			     fifo_log[i], i);
+}
+
+/* ---- trylock ---- */
+
+Test(mutex, trylock_free_succeeds, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_trylock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, trylock_held_by_other_ebusy, .timeout = 10)
+{
+	static const int types[] = { SA_MUTEX_NORMAL, SA_MUTEX_RECURSIVE,
+				     SA_MUTEX_ERRORCHECK };
+
+	h_start(0);
+	for (int i = 0; i < 3; i++) {
+		sa_mutex_t m;
+		struct holder h;
+		sa_uthread_t t;
+
+		SA_OK(sa_mutex_init(&m, types[i]));
+		t = start_holder(&h, &m);
+		SA_ERR(sa_mutex_trylock(&m), -EBUSY);
+		stop_holder(&h, t);
+		SA_OK(sa_mutex_trylock(&m));
+		SA_OK(sa_mutex_unlock(&m));
+	}
+}
+
+Test(mutex, trylock_by_owner_nonrecursive_ebusy, .timeout = 10)
+{
+	sa_mutex_t n, e;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&n, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_init(&e, SA_MUTEX_ERRORCHECK));
+	SA_OK(sa_mutex_lock(&n));
+	SA_OK(sa_mutex_lock(&e));
+	SA_ERR(sa_mutex_trylock(&n), -EBUSY);
+	SA_ERR(sa_mutex_trylock(&e), -EBUSY);
+	SA_OK(sa_mutex_unlock(&n));
+	SA_OK(sa_mutex_unlock(&e));
+}
+
+Test(mutex, trylock_by_owner_recursive_counts, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_RECURSIVE));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_trylock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	/* still held once: another uthread must wait */
+	h.m = &m;
+	SA_OK(sa_sem_init(&h.locked, 0));
+	SA_OK(sa_sem_init(&h.release, 1));
+	t = h_spawn(hold_mutex, &h);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	SA_ERR(sa_sem_trywait(&h.locked), -EAGAIN);
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_sem_wait(&h.locked));
+	h_join(t);
+	assert_no_ut_failures();
+}
+
+/* ---- recursive ---- */
+
+Test(mutex, recursive_needs_as_many_unlocks, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_RECURSIVE));
+	for (int i = 0; i < 3; i++)
+		SA_OK(sa_mutex_lock(&m));
+	for (int i = 0; i < 2; i++)
+		SA_OK(sa_mutex_unlock(&m));
+	h.m = &m;
+	SA_OK(sa_sem_init(&h.locked, 0));
+	SA_OK(sa_sem_init(&h.release, 1));
+	t = h_spawn(hold_mutex, &h);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	SA_ERR(sa_sem_trywait(&h.locked), -EAGAIN); /* still held */
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_sem_wait(&h.locked));
+	h_join(t);
+	assert_no_ut_failures();
+	SA_ERR(sa_mutex_unlock(&m), -EPERM);
+}
+
+/* ---- error checks ---- */
+
+Test(mutex, errorcheck_relock_edeadlk, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ERRORCHECK));
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_lock(&m), -EDEADLK);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, errorcheck_timedlock_relock_edeadlk, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct timespec dl;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ERRORCHECK));
+	SA_OK(sa_mutex_lock(&m));
+	dl = h_deadline(CLOCK_MONOTONIC, 10 * NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -EDEADLK);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+static void unowned_unlock_eperm(int type)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+
+	SA_OK(sa_mutex_init(&m, type));
+	t = start_holder(&h, &m);
+	SA_ERR(sa_mutex_unlock(&m), -EPERM);
+	stop_holder(&h, t); /* the holder's own unlock still works */
+}
+
+Test(mutex, errorcheck_unlock_by_non_owner_eperm, .timeout = 10)
+{
+	h_start(0);
+	unowned_unlock_eperm(SA_MUTEX_ERRORCHECK);
+}
+
+Test(mutex, recursive_unlock_by_non_owner_eperm, .timeout = 10)
+{
+	h_start(0);
+	unowned_unlock_eperm(SA_MUTEX_RECURSIVE);
+}
+
+Test(mutex, unlock_of_unlocked_eperm_all_types, .timeout = 10)
+{
+	static const int types[] = { SA_MUTEX_NORMAL, SA_MUTEX_RECURSIVE,
+				     SA_MUTEX_ERRORCHECK };
+
+	h_start(0);
+	for (int i = 0; i < 3; i++) {
+		sa_mutex_t m;
+
+		SA_OK(sa_mutex_init(&m, types[i]));
+		SA_ERR(sa_mutex_unlock(&m), -EPERM);
+		SA_OK(sa_mutex_lock(&m));
+		SA_OK(sa_mutex_unlock(&m));
+		SA_ERR(sa_mutex_unlock(&m), -EPERM);
+	}
+}
+
+/* ---- destroy ---- */
+
+Test(mutex, destroy_locked_ebusy, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_destroy(&m), -EBUSY);
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, destroy_with_waiter_ebusy, .timeout = 10)
+{
+	sa_uthread_t t;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&cmtx, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&cmtx));
+	t = h_spawn(lock_and_log, UP(0));
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC)); /* t waits */
+	SA_ERR(sa_mutex_destroy(&cmtx), -EBUSY);
+	SA_OK(sa_mutex_unlock(&cmtx));
+	h_join(t);
+	assert_no_ut_failures();
+	SA_OK(sa_mutex_destroy(&cmtx));
+}
+
+/* ---- timedlock ---- */
+
+static void timedlock_times_out(clockid_t clk)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+	uint64_t t0;
+
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	t = start_holder(&h, &m);
+	dl = h_deadline(clk, 40 * NSEC_PER_MSEC);
+	t0 = h_mono();
+	SA_ERR(sa_mutex_timedlock(&m, clk, &dl), -ETIMEDOUT);
+	cr_assert_geq(h_now(clk), h_ts_ns(&dl), "timed out before the deadline");
+	cr_assert_geq(h_mono() - t0, 30 * NSEC_PER_MSEC);
+	stop_holder(&h, t);
+	/* the failed wait left no trace: the mutex is free now */
+	SA_OK(sa_mutex_trylock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, timedlock_times_out_monotonic, .timeout = 10)
+{
+	h_start(0);
+	timedlock_times_out(CLOCK_MONOTONIC);
+}
+
+Test(mutex, timedlock_times_out_realtime, .timeout = 10)
+{
+	h_start(0);
+	timedlock_times_out(CLOCK_REALTIME);
+}
+
+Test(mutex, timedlock_past_deadline_free_locks, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct timespec dl;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	dl = h_deadline(CLOCK_MONOTONIC, -(int64_t)NSEC_PER_SEC_);
+	SA_OK(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, timedlock_past_deadline_held_times_out, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+	uint64_t t0;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	t = start_holder(&h, &m);
+	dl = h_deadline(CLOCK_REALTIME, -(int64_t)NSEC_PER_SEC_);
+	t0 = h_mono();
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_REALTIME, &dl), -ETIMEDOUT);
+	cr_assert_lt(h_mono() - t0, 500 * NSEC_PER_MSEC);
+	stop_holder(&h, t);
+}
+
+static void *release_later(void *arg)
+{
+	sa_sleep_ns(20 * NSEC_PER_MSEC);
+	UT_CHECK_EQ(sa_mutex_unlock(arg), -EPERM); /* not ours */
+	return NULL;
+}
+
+Test(mutex, timedlock_gets_lock_released_before_deadline, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ERRORCHECK));
+	t = start_holder(&h, &m);
+	SA_OK(sa_sem_post(&h.release)); /* holder unlocks soon */
+	dl = h_deadline(CLOCK_MONOTONIC, 5 * NSEC_PER_SEC_);
+	SA_OK(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl));
+	h_join(t);
+	h_join(h_spawn(release_later, &m));
+	assert_no_ut_failures();
+	SA_OK(sa_mutex_unlock(&m)); /* we own it */
+}
+
+Test(mutex, timedlock_bad_clock_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	t = start_holder(&h, &m);
+	dl = h_deadline(CLOCK_MONOTONIC, 10 * NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_THREAD_CPUTIME_ID, &dl), -EINVAL);
+	stop_holder(&h, t);
+}
+
+Test(mutex, timedlock_bad_timespec_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_NORMAL));
+	t = start_holder(&h, &m);
+	dl = h_deadline(CLOCK_MONOTONIC, NSEC_PER_SEC_);
+	dl.tv_nsec = 1000000000;
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -EINVAL);
+	dl.tv_nsec = -5;
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -EINVAL);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, NULL), -EINVAL);
+	stop_holder(&h, t);
+}
+
+/* ---- plain pthreads ---- */
+
+static _Atomic int ext_state;
+
+static void *ext_lock_unlock(void *arg)
+{
+	atomic_store(&ext_state, 1);
+	UT_CHECK_EQ(sa_mutex_lock(arg), 0);
+	atomic_store(&ext_state, 2);
+	UT_CHECK_EQ(sa_mutex_unlock(arg), 0);
+	return NULL;
+}
+
+Test(mutex, pthread_waits_for_uthread_owner, .timeout = 10)
+{
+	sa_mutex_t m;
+	pthread_t p;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ERRORCHECK));
+	SA_OK(sa_mutex_lock(&m));
+	p = h_pthread(ext_lock_unlock, &m);
+	while (atomic_load(&ext_state) == 0)
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+	SA_OK(sa_sleep_ns(30 * NSEC_PER_MSEC));
+	cr_assert_eq(atomic_load(&ext_state), 1, "pthread got a held mutex");
+	SA_OK(sa_mutex_unlock(&m));
+	h_pthread_join(p);
+	assert_no_ut_failures();
+	cr_assert_eq(atomic_load(&ext_state), 2);
+}
+
+static void *ext_hold(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_lock(arg), 0);
+	atomic_store(&ext_state, 1);
+	h_os_sleep_ns(40 * NSEC_PER_MSEC);
+	atomic_store(&ext_state, 2);
+	UT_CHECK_EQ(sa_mutex_unlock(arg), 0);
+	return NULL;
+}
+
+Test(mutex, uthread_waits_for_pthread_owner, .timeout = 10)
+{
+	sa_mutex_t m;
+	pthread_t p;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ERRORCHECK));
+	p = h_pthread(ext_hold, &m);
+	while (atomic_load(&ext_state) == 0)
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+	SA_ERR(sa_mutex_trylock(&m), -EBUSY);
+	SA_OK(sa_mutex_lock(&m));
+	cr_assert_eq(atomic_load(&ext_state), 2, "locked while the pthread held it");
+	SA_OK(sa_mutex_unlock(&m));
+	h_pthread_join(p);
+	assert_no_ut_failures();
+}
+
+static void *ext_increment(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < EX_ITERS; i++) {
+		UT_CHECK_EQ(sa_mutex_lock(&cmtx), 0);
+		UT_CHECK_EQ(atomic_fetch_add(&inside, 1), 0);
+		long c = counter;
+		if (i % 7 == 0)
+			sched_yield();
+		counter = c + 1;
+		atomic_fetch_sub(&inside, 1);
+		UT_CHECK_EQ(sa_mutex_unlock(&cmtx), 0);
+	}
+	return NULL;
+}
+
+Test(mutex, pthreads_and_uthreads_exclude_each_other, .timeout = 20)
+{
+	enum { P = 3 };
+	sa_uthread_t t[EX_N];
+	pthread_t p[P];
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&cmtx, SA_MUTEX_NORMAL));
+	for (int i = 0; i < P; i++)
+		p[i] = h_pthread(ext_increment, NULL);
+	for (int i = 0; i < EX_N; i++)
+		t[i] = h_spawn(increment, NULL);
+	for (int i = 0; i < EX_N; i++)
+		h_join(t[i]);
+	for (int i = 0; i < P; i++)
+		h_pthread_join(p[i]);
+	assert_no_ut_failures();
+	cr_assert_eq(counter, (long)(EX_N + P) * EX_ITERS);
+}
