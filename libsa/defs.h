@@ -38,6 +38,16 @@
 #define READ_ONCE(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define WRITE_ONCE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
+/*
+ * smp_mb - full memory barrier, for the store->load orderings of the
+ * parking protocol (sched.c).  What atomic_thread_fence(seq_cst) compiles
+ * to on x86-64, written out because GCC's ThreadSanitizer rejects fences.
+ */
+static __always_inline void smp_mb(void)
+{
+	asm volatile("lock; orq $0, (%%rsp)" ::: "memory", "cc");
+}
+
 static __always_inline void cpu_relax(void)
 {
 	__builtin_ia32_pause();

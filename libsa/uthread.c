@@ -374,7 +374,7 @@ static void main_exit(struct uthread *me)
 	spin_lock(&me->lock);
 	me->state = UT_DONE;
 	atomic_store(&rt.main_exited, 1);
-	atomic_thread_fence(memory_order_seq_cst);
+	smp_mb();
 	if (live_count() == 0) {
 		spin_unlock(&me->lock);
 		exit(0);
@@ -405,7 +405,7 @@ void ut_exit_current(void *retval)
 	vp = vp_self();
 	stat_inc(&vp->stats.exited);
 	if (unlikely(atomic_load(&rt.main_exited))) {
-		atomic_thread_fence(memory_order_seq_cst);
+		smp_mb();
 		if (live_count() == 0) {
 			spin_unlock(&me->lock);
 			exit(0);

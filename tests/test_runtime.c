@@ -379,3 +379,17 @@ Test(runtime, implicit_start_from_pthread, .timeout = 10)
 	cr_assert_eq(sa_nvps(), 2u);
 	cr_assert_eq(IP(h_join(h_spawn(ret_arg, UP(3)))), 3u);
 }
+
+Test(runtime, nvps_zero_when_start_fails, .timeout = 10)
+{
+	h_env_vps("garbage");
+	cr_assert_eq(sa_nvps(), 0u);
+}
+
+Test(runtime, spawn_reports_init_error, .timeout = 10)
+{
+	sa_uthread_t t;
+
+	h_env_vps("garbage");
+	SA_ERR(sa_spawn(&t, NULL, ret_arg, NULL), -EINVAL);
+}

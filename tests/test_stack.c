@@ -280,3 +280,62 @@ Test(stack, million_uthreads_alive_at_once, .timeout = 60)
 	}
 	free(t);
 }
+
+/* ---- out of address space: -EAGAIN, and the runtime goes on ---- */
+
+static void *ret_seven(void *arg)
+{
+	(void)arg;
+	return UP(7);
+}
+
+Test(stack, spawn_without_address_space_eagain, .timeout = 20)
+{
+	int status = 0;
+	pid_t pid;
+
+#ifdef SA_SANITIZE
+	cr_skip_test("sanitizers reserve huge address ranges");
+#endif
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct rlimit lim;
+		long pages = 0, rss;
+		sa_attr_t a;
+		sa_uthread_t t;
+		void *rv = NULL;
+		FILE *f;
+		int r;
+
+		unsetenv("SA_VPS");
+		if (sa_init(2) != 0)
+			_exit(60);
+		f = fopen("/proc/self/statm", "r");
+		if (!f || fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			_exit(61);
+		fclose(f);
+		/* room for small stacks, none for a 1 GiB one */
+		lim.rlim_cur = lim.rlim_max =
+			(rlim_t)pages * (rlim_t)sysconf(_SC_PAGESIZE) + (256u << 20);
+		if (setrlimit(RLIMIT_AS, &lim) != 0)
+			_exit(62);
+		if (sa_attr_init(&a) != 0 ||
+		    sa_attr_setstacksize(&a, SA_STACK_MAX) != 0)
+			_exit(63);
+		r = sa_spawn(&t, &a, ret_seven, NULL);
+		if (r != -EAGAIN)
+			_exit(r == 0 ? 64 : 65);
+		if (sa_spawn(&t, NULL, ret_seven, NULL) != 0 ||
+		    sa_join(t, &rv) != 0 || rv != UP(7))
+			_exit(66);
+		_exit(0);
+	}
+	cr_assert_eq(waitpid(pid, &status, 0), pid);
+	cr_assert(WIFEXITED(status), "child died (0x%x)", status);
+	cr_assert_neq(WEXITSTATUS(status), 64, "1 GiB stack spawned under the limit");
+	cr_assert_neq(WEXITSTATUS(status), 65, "spawn failed, but not with -EAGAIN");
+	cr_assert_neq(WEXITSTATUS(status), 66, "runtime unusable after -EAGAIN");
+	cr_assert_eq(WEXITSTATUS(status), 0, "child setup failed: %d",
+		     WEXITSTATUS(status));
+}

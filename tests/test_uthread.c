@@ -832,3 +832,57 @@ Test(uthread, names_stale_handle_esrch, .timeout = 10)
 	SA_ERR(sa_setname(t, "late"), -ESRCH);
 	SA_ERR(sa_getname(t, buf, sizeof(buf)), -ESRCH);
 }
+
+/* ---- blocking parks the uthread, never its VP ---- */
+
+static _Atomic int parked_then_woken;
+
+static void *wait_sem_flag(void *arg)
+{
+	UT_CHECK_EQ(sa_sem_wait(arg), 0);
+	atomic_store(&parked_then_woken, 1);
+	return NULL;
+}
+
+Test(uthread, blocking_wait_parks_uthread_not_vp, .timeout = 10)
+{
+	sa_sem_t s;
+	sa_uthread_t t;
+
+	h_start_env("1");
+	SA_OK(sa_sem_init(&s, 0));
+	t = h_spawn(wait_sem_flag, &s);
+	SA_OK(sa_yield()); /* t runs and parks; the only VP must come back */
+	cr_assert_eq(atomic_load(&parked_then_woken), 0);
+	SA_OK(sa_sem_post(&s));
+	h_join(t);
+	assert_no_ut_failures();
+	cr_assert_eq(atomic_load(&parked_then_woken), 1);
+}
+
+static _Atomic int sleeper_done;
+
+static void *long_sleeper(void *arg)
+{
+	(void)arg;
+	sa_sleep_ns(100 * NSEC_PER_MSEC);
+	atomic_store(&sleeper_done, 1);
+	return NULL;
+}
+
+Test(uthread, sleep_parks_uthread_not_vp, .timeout = 10)
+{
+	sa_uthread_t t;
+	int spins = 0;
+
+	h_start_env("1");
+	t = h_spawn(long_sleeper, NULL);
+	SA_OK(sa_yield()); /* the sleeper starts sleeping */
+	while (atomic_load(&sleeper_done) == 0 && spins < 1000000) {
+		SA_OK(sa_yield());
+		spins++;
+	}
+	h_join(t);
+	cr_assert_gt(spins, 0, "the VP slept along with the uthread");
+	cr_assert_eq(atomic_load(&sleeper_done), 1);
+}

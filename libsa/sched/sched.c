@@ -255,7 +255,7 @@ static void wake_idle(void)
 
 	if (rt.nvps == 1)
 		return;
-	atomic_thread_fence(memory_order_seq_cst);
+	smp_mb();
 	if (atomic_load_explicit(&rt.nr_spinning, memory_order_relaxed) != 0 ||
 	    atomic_load_explicit(&rt.nr_idle, memory_order_relaxed) == 0)
 		return;
@@ -434,7 +434,7 @@ void sched_ready(struct uthread *ut)
 		spin_lock(&target->rq_lock);
 		rq_push_tail_locked(target, ut);
 		spin_unlock(&target->rq_lock);
-		atomic_thread_fence(memory_order_seq_cst);
+		smp_mb();
 		if (idle_remove(target)) {
 			atomic_fetch_add(&rt.nr_spinning, 1);
 			vp_kick(target);
