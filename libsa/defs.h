@@ -196,11 +196,11 @@ struct __cacheline_aligned uthread {
 	struct sa_ctx ctx;          /* saved stack pointer */
 	struct uthread *rq_next;    /* run-queue links, under vp->rq_lock */
 	struct uthread *rq_prev;
-	struct vp *vp;              /* VP it runs on or is queued on */
+	struct vp *_Atomic vp;      /* VP it runs on or is queued on */
 	_Atomic uint32_t on_cpu;    /* 1 until its context is saved */
 	uint8_t prio;               /* enum sa_prio */
-	uint8_t on_rq;              /* in vp's run queue (under vp->rq_lock) */
-	uint8_t state;              /* enum ut_state */
+	_Atomic uint8_t on_rq;      /* in vp's run queue (written under rq_lock) */
+	_Atomic uint8_t state;      /* enum ut_state (read unlocked as a hint) */
 	uint8_t pad0;
 	uint32_t flags;             /* enum ut_flags */
 	uint32_t id;                /* table index + 1; mutex owner identity */

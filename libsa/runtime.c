@@ -185,8 +185,8 @@ static int rt_init(unsigned n)
 		if (!vps[i].idle)
 			goto fail_free; /* the structs stay in the table: harmless */
 		vps[i].idle->flags = UTF_IDLE;
-		vps[i].idle->state = UT_RUNNING;
-		vps[i].idle->vp = &vps[i];
+		WRITE_ONCE(vps[i].idle->state, UT_RUNNING);
+		WRITE_ONCE(vps[i].idle->vp, &vps[i]);
 	}
 	idle0 = vps[0].idle;
 	if (adopt) {
@@ -220,6 +220,9 @@ static int rt_init(unsigned n)
 		atexit(rt_shutdown);
 		atexit_done = true;
 	}
+	/* Nobody joins VP threads: at exit they end or exit_group() ends them. */
+	for (i = first; i < n; i++)
+		pthread_detach(vps[i].thread);
 	if (!adopt)
 		return 0;
 
@@ -230,9 +233,9 @@ static int rt_init(unsigned n)
 	if (!me)
 		sa_panic("no memory for the main uthread after the VPs started");
 	me->flags = UTF_MAIN;
-	me->state = UT_RUNNING;
+	WRITE_ONCE(me->state, UT_RUNNING);
 	me->prio = SA_PRIO_NORMAL;
-	me->vp = &vps[0];
+	WRITE_ONCE(me->vp, &vps[0]);
 	strcpy(me->name, "main");
 	atomic_store_explicit(&me->on_cpu, 1, memory_order_relaxed);
 	stack_bounds_of_self(me);

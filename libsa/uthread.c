@@ -117,7 +117,7 @@ void ut_free(struct uthread *ut)
 {
 	struct vp *vp = vp_self();
 
-	ut->state = UT_FREE;
+	WRITE_ONCE(ut->state, UT_FREE);
 	/* Under ut->lock, so a plain increment is enough. */
 	atomic_store_explicit(&ut->gen, atomic_load_explicit(&ut->gen, memory_order_relaxed) + 1,
 			      memory_order_relaxed);
@@ -198,7 +198,7 @@ struct uthread *ut_ext_self(void)
 	if (!ut)
 		return NULL;
 	ut->flags = UTF_EXTERNAL;
-	ut->state = UT_RUNNING;
+	WRITE_ONCE(ut->state, UT_RUNNING);
 	ut->prio = SA_PRIO_NORMAL;
 	pthread_once(&ext_once, ext_key_init);
 	pthread_setspecific(ext_key, ut);
@@ -372,7 +372,7 @@ static void main_exit(struct uthread *me) __attribute__((noreturn));
 static void main_exit(struct uthread *me)
 {
 	spin_lock(&me->lock);
-	me->state = UT_DONE;
+	WRITE_ONCE(me->state, UT_DONE);
 	atomic_store(&rt.main_exited, 1);
 	smp_mb();
 	if (live_count() == 0) {
@@ -398,7 +398,7 @@ void ut_exit_current(void *retval)
 
 	spin_lock(&me->lock);
 	me->retval = retval;
-	me->state = UT_DONE;
+	WRITE_ONCE(me->state, UT_DONE);
 	joiner = me->joiner;
 	if (joiner)
 		sched_ready(joiner);

@@ -64,3 +64,10 @@ tests_test_stress_CFLAGS = $(TESTS_CFLAGS)
 tests_test_stress_LDADD = $(TESTS_LDADD)
 
 endif
+
+# A plain (non-Criterion) program: the one that runs under ThreadSanitizer,
+# where Criterion's runner cannot start.  Runs in every build.
+check_PROGRAMS += tests/tsan_sync
+TESTS += tests/tsan_sync
+tests_tsan_sync_SOURCES = tests/tsan_sync.c
+tests_tsan_sync_LDADD = libsa.la

@@ -133,9 +133,9 @@ static void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
 	else
 		q->head = ut;
 	q->tail = ut;
-	ut->on_rq = 1;
-	ut->vp = vp;
-	ut->state = UT_RUNNABLE;
+	WRITE_ONCE(ut->on_rq, 1);
+	WRITE_ONCE(ut->vp, vp);
+	WRITE_ONCE(ut->state, UT_RUNNABLE);
 	rq_update_mask_locked(vp, ut->prio);
 }
 
@@ -150,9 +150,9 @@ static void rq_push_head_locked(struct vp *vp, struct uthread *ut)
 	else
 		q->tail = ut;
 	q->head = ut;
-	ut->on_rq = 1;
-	ut->vp = vp;
-	ut->state = UT_RUNNABLE;
+	WRITE_ONCE(ut->on_rq, 1);
+	WRITE_ONCE(ut->vp, vp);
+	WRITE_ONCE(ut->state, UT_RUNNABLE);
 	rq_update_mask_locked(vp, ut->prio);
 }
 
@@ -169,7 +169,7 @@ static void rq_remove_locked(struct vp *vp, struct uthread *ut)
 	else
 		q->tail = ut->rq_prev;
 	ut->rq_next = ut->rq_prev = NULL;
-	ut->on_rq = 0;
+	WRITE_ONCE(ut->on_rq, 0);
 	rq_update_mask_locked(vp, ut->prio);
 }
 
@@ -334,8 +334,8 @@ static __always_inline void switch_to(struct vp *vp, struct uthread *prev,
 {
 	vp->post.prev = prev;
 	atomic_store_explicit(&next->on_cpu, 1, memory_order_relaxed);
-	next->state = UT_RUNNING;
-	next->vp = vp;
+	WRITE_ONCE(next->state, UT_RUNNING);
+	WRITE_ONCE(next->vp, vp);
 	vp->cur = next;
 	if (!(prev->flags & UTF_IDLE) && !(next->flags & UTF_IDLE))
 		stat_inc(&vp->stats.switches);
@@ -444,8 +444,8 @@ void sched_ready(struct uthread *ut)
 		return;
 	}
 
-	ut->state = UT_RUNNABLE;
-	ut->vp = vp;
+	WRITE_ONCE(ut->state, UT_RUNNABLE);
+	WRITE_ONCE(ut->vp, vp);
 	next_put(vp, ut);
 }
 
@@ -460,12 +460,12 @@ void sched_ready_new(struct uthread *ut)
 	if (unlikely(!vp)) {
 		uint32_t i = atomic_fetch_add(&rt.spawn_rr, 1) % rt.nvps;
 
-		ut->vp = &rt.vps[i];
+		WRITE_ONCE(ut->vp, &rt.vps[i]);
 		sched_ready(ut);
 		return;
 	}
-	ut->state = UT_RUNNABLE;
-	ut->vp = vp;
+	WRITE_ONCE(ut->state, UT_RUNNABLE);
+	WRITE_ONCE(ut->vp, vp);
 	next_put(vp, ut);
 }
 
@@ -514,7 +514,7 @@ void sched_park_unlock(spinlock_t *lock)
 		return;
 	}
 	me = vp->cur;
-	me->state = UT_PARKED;
+	WRITE_ONCE(me->state, UT_PARKED);
 	next = pick_next(vp);
 	if (!next)
 		next = vp->idle;
@@ -574,7 +574,7 @@ void sched_yield_cur(void)
 		return;
 	}
 	/* Keep rq_lock across the switch: step 2 queues us and unlocks. */
-	me->state = UT_RUNNABLE;
+	WRITE_ONCE(me->state, UT_RUNNABLE);
 	vp->post.requeue = 1;
 	vp->post.unlock = &vp->rq_lock;
 	switch_to(vp, me, next, false);
@@ -676,7 +676,7 @@ static struct uthread *steal_from(struct vp *vp, struct vp *victim)
 		spin_unlock(&vp->rq_lock);
 	}
 	first->rq_next = NULL;
-	first->vp = vp;
+	WRITE_ONCE(first->vp, vp);
 	return first;
 }
 
@@ -735,7 +735,7 @@ static struct uthread *steal_next(struct vp *vp)
 			w->seen = NULL;
 			stat_inc(&vp->stats.steals);
 			stat_inc(&vp->stats.stolen);
-			n->vp = vp;
+			WRITE_ONCE(n->vp, vp);
 			return n;
 		}
 	}
