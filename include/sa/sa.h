@@ -187,9 +187,11 @@ int sa_spawn(sa_uthread_t *out, const sa_attr_t *attr,
 int sa_join(sa_uthread_t t, void **retval);
 
 /**
- * sa_detach - release @t's resources as soon as it ends, without a join.
- * Returns 0, -ESRCH for a handle that names no joinable uthread, -EINVAL if
- * it is already detached or being joined.
+ * sa_detach - release @t's resources as soon as it ends, without a join;
+ * a uthread that has already ended is released at once.
+ * Returns 0, -ESRCH for a handle that names no uthread (never existed, or
+ * already joined or released), -EINVAL if it is already detached or being
+ * joined.
  */
 int sa_detach(sa_uthread_t t);
 
@@ -509,7 +511,10 @@ int sa_sem_init(sa_sem_t *s, unsigned value);
 /** sa_sem_destroy - Returns 0, -EBUSY while waited on, -EINVAL. */
 int sa_sem_destroy(sa_sem_t *s);
 
-/** sa_sem_wait - take one unit, parking while the value is 0. */
+/**
+ * sa_sem_wait - take one unit, parking while the value is 0.
+ * Returns 0, or -EINVAL for an uninitialised semaphore.
+ */
 int sa_sem_wait(sa_sem_t *s);
 
 /** sa_sem_trywait - take one unit if there is one; else -EAGAIN. */
@@ -549,7 +554,10 @@ typedef struct sa_barrier {
  */
 int sa_barrier_init(sa_barrier_t *b, unsigned count);
 
-/** sa_barrier_destroy - Returns 0, -EBUSY while a round is in progress. */
+/**
+ * sa_barrier_destroy - Returns 0, -EBUSY while a round is in progress,
+ * -EINVAL for an uninitialised barrier.
+ */
 int sa_barrier_destroy(sa_barrier_t *b);
 
 /**
