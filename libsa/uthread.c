@@ -152,7 +152,7 @@ struct uthread *ut_lookup_lock(sa_uthread_t h)
 		return NULL;
 	spin_lock(&ut->lock);
 	if (atomic_load_explicit(&ut->gen, memory_order_relaxed) != gen ||
-	    ut->state == UT_FREE || (ut->flags & (UTF_IDLE | UTF_EXTERNAL))) {
+	    READ_ONCE(ut->state) == UT_FREE || (ut->flags & (UTF_IDLE | UTF_EXTERNAL))) {
 		spin_unlock(&ut->lock);
 		return NULL;
 	}
@@ -455,7 +455,7 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 		spin_unlock(&ut->lock);
 		return -ENOMEM;
 	}
-	while (ut->state != UT_DONE) {
+	while (READ_ONCE(ut->state) != UT_DONE) {
 		ut->joiner = me;
 		if (me->flags & UTF_EXTERNAL)
 			atomic_store_explicit(&me->park_word, 0, memory_order_relaxed);
@@ -487,7 +487,7 @@ SA_EXPORT int sa_detach(sa_uthread_t h)
 		spin_unlock(&ut->lock);
 		return -EINVAL;
 	}
-	if (ut->state == UT_DONE && !(ut->flags & UTF_MAIN)) {
+	if (READ_ONCE(ut->state) == UT_DONE && !(ut->flags & UTF_MAIN)) {
 		ut_free(ut);
 		return 0;
 	}

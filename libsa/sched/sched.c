@@ -429,7 +429,7 @@ void sched_ready(struct uthread *ut)
 
 	vp = vp_self();
 	if (unlikely(!vp)) {
-		struct vp *target = ut->vp ? ut->vp : &rt.vps[0];
+		struct vp *target = READ_ONCE(ut->vp) ? READ_ONCE(ut->vp) : &rt.vps[0];
 
 		spin_lock(&target->rq_lock);
 		rq_push_tail_locked(target, ut);
@@ -478,10 +478,10 @@ void sched_boost(struct uthread *ut)
 	struct vp *vp = vp_self();
 	struct uthread *old;
 
-	if (!vp || READ_ONCE(ut->on_cpu) || ut->vp != vp || !ut->on_rq)
+	if (!vp || READ_ONCE(ut->on_cpu) || READ_ONCE(ut->vp) != vp || !READ_ONCE(ut->on_rq))
 		return;
 	spin_lock(&vp->rq_lock);
-	if (ut->on_rq && ut->vp == vp) {
+	if (READ_ONCE(ut->on_rq) && READ_ONCE(ut->vp) == vp) {
 		rq_remove_locked(vp, ut);
 		old = atomic_exchange_explicit(&vp->next, ut, memory_order_acq_rel);
 		if (old)
@@ -587,15 +587,15 @@ void sched_yield_cur(void)
 void sched_set_prio(struct uthread *ut, int prio)
 {
 	for (;;) {
-		struct vp *v = ut->vp;
+		struct vp *v = READ_ONCE(ut->vp);
 
 		if (!v) {
 			ut->prio = (uint8_t)prio;
 			return;
 		}
 		spin_lock(&v->rq_lock);
-		if (ut->vp == v) {
-			if (ut->on_rq) {
+		if (READ_ONCE(ut->vp) == v) {
+			if (READ_ONCE(ut->on_rq)) {
 				rq_remove_locked(v, ut);
 				ut->prio = (uint8_t)prio;
 				rq_push_tail_locked(v, ut);
