@@ -7,7 +7,7 @@ struct barrier {
 	spinlock_t lock;
 	uint32_t count;
 	uint32_t arrived;
-	uint32_t gen;
+	uint32_t unused;
 	uint32_t pad;
 	struct waitq q;
 };
@@ -33,7 +33,7 @@ SA_EXPORT int sa_barrier_init(sa_barrier_t *p, unsigned count)
 	atomic_store(&b->lock, 0);
 	b->count = count;
 	b->arrived = 0;
-	b->gen = 0;
+	b->unused = 0;
 	b->pad = 0;
 	b->q.head = b->q.tail = NULL;
 	atomic_store_explicit(&b->magic, SA__MAGIC_BARRIER, memory_order_release);
@@ -71,7 +71,6 @@ SA_EXPORT int sa_barrier_wait(sa_barrier_t *p)
 		return 0;
 	}
 	b->arrived = 0;
-	b->gen++;
 	chain = waitq_claim_all(&b->q);
 	spin_unlock(&b->lock);
 	waitq_ready_chain(chain);

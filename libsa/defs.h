@@ -322,6 +322,7 @@ struct waitq {
 void waitq_push(struct waitq *q, struct sa_waiter *w);
 void waitq_remove(struct waitq *q, struct sa_waiter *w);
 struct sa_waiter *waitq_pop(struct waitq *q);
+bool waiter_claim(struct sa_waiter *w);
 bool waiter_wake(struct sa_waiter *w);
 struct sa_waiter *waitq_claim_all(struct waitq *q);
 void waitq_ready_chain(struct sa_waiter *w);

@@ -201,9 +201,8 @@ static __noinline void __mutex_unlock(struct mutex *m)
 	spin_lock(&m->lock);
 	while ((w = waitq_pop(&m->q)) != NULL) {
 		struct uthread *ut = w->ut;
-		uint32_t expect = W_WAITING;
 
-		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+		if (!waiter_claim(w))
 			continue; /* timed out: it leaves by itself */
 		atomic_store_explicit(&m->state, ut->id | (m->q.head ? MUTEX_WAITERS : 0),
 				      memory_order_release);

@@ -73,14 +73,12 @@ static struct sa_waiter *rw_grant_locked(struct rwlock *rw)
 	struct sa_waiter *w, *first = NULL, *last = NULL;
 
 	while (rw->readers >= 0 && (w = rw->q.head) != NULL) {
-		uint32_t expect = W_WAITING;
-
 		if (w->kind == RW_WRITE && rw->readers > 0)
 			break;
 		if (w->kind == RW_READ && rw->readers == INT32_MAX - 1)
 			break;
 		waitq_remove(&rw->q, w);
-		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+		if (!waiter_claim(w))
 			continue; /* timed out; it fixes the counts itself */
 		if (w->kind == RW_WRITE) {
 			rw->readers = -1;

@@ -38,7 +38,7 @@ static struct uthread *ut_slot(uint32_t index)
 	return chunk ? &chunk[index & (UT_CHUNK - 1)] : NULL;
 }
 
-/* ut_pool_refill_locked - take up to @n structs from the pool or new slots. */
+/* ut_pool_take_locked - one struct from the pool, or a new slot. */
 static struct uthread *ut_pool_take_locked(void)
 {
 	struct uthread *ut = rt.ut_pool;
@@ -76,7 +76,7 @@ struct uthread *ut_alloc(void)
 {
 	struct vp *vp = vp_self();
 	struct uthread *ut = NULL;
-	uint32_t id, gen;
+	uint32_t id;
 
 	if (vp && vp->ut_cache) {
 		ut = vp->ut_cache;
@@ -100,12 +100,10 @@ struct uthread *ut_alloc(void)
 			return NULL;
 	}
 	id = ut->id;
-	gen = atomic_load_explicit(&ut->gen, memory_order_relaxed);
 	/* The lock word stays: a stale handle may be spinning on it. */
 	memset(&ut->ctx, 0, offsetof(struct uthread, lock) - offsetof(struct uthread, ctx));
 	memset(&ut->joiner, 0, sizeof(*ut) - offsetof(struct uthread, joiner));
 	ut->id = id;
-	(void)gen;
 	return ut;
 }
 

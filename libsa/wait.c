@@ -48,17 +48,26 @@ struct sa_waiter *waitq_pop(struct waitq *q)
 }
 
 /**
- * waiter_wake - claim popped waiter @w for waking and make it runnable.
- * Returns false if its timer won (it wakes itself; pick another waiter).
- * Safe under the object's lock: sched_ready() only takes locks that rank
- * below it.
+ * waiter_claim - win the right to wake popped waiter @w.  Returns false if
+ * its timer won (it wakes itself; pick another waiter).  After a true
+ * return @w stays valid until its uthread is made runnable.
+ */
+bool waiter_claim(struct sa_waiter *w)
+{
+	uint32_t expect = W_WAITING;
+
+	return atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN);
+}
+
+/**
+ * waiter_wake - claim popped waiter @w and make it runnable.  Safe under
+ * the object's lock: sched_ready() only takes locks that rank below it.
  */
 bool waiter_wake(struct sa_waiter *w)
 {
 	struct uthread *ut = w->ut;
-	uint32_t expect = W_WAITING;
 
-	if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+	if (!waiter_claim(w))
 		return false;
 	sched_ready(ut);
 	return true;
@@ -139,7 +148,7 @@ int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
 }
 
 /**
- * waitq_wake_all_locked - claim every waiter of @q and chain them through
+ * waitq_claim_all - claim every waiter of @q and chain them through
  * ->next for waitq_ready_chain() after the lock is dropped.
  */
 struct sa_waiter *waitq_claim_all(struct waitq *q)
@@ -147,9 +156,7 @@ struct sa_waiter *waitq_claim_all(struct waitq *q)
 	struct sa_waiter *w, *first = NULL, *last = NULL;
 
 	while ((w = waitq_pop(q)) != NULL) {
-		uint32_t expect = W_WAITING;
-
-		if (!atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN))
+		if (!waiter_claim(w))
 			continue;
 		if (last)
 			last->next = w;

@@ -371,7 +371,7 @@ void sched_finish_switch(void)
 	}
 
 	next_timer = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
-	if (unlikely(next_timer != DEADLINE_NONE) && next_timer <= now_ns())
+	if (unlikely(next_timer != DEADLINE_NONE))
 		timers_run(vp, now_ns());
 }
 
