@@ -230,6 +230,82 @@ Test(sched, idle_vp_steals_queued_work, .timeout = 10)
 	cr_assert_geq(b.stolen - a.stolen, b.steals - a.steals);
 }
 
+/*
+ * Stealing respects classes: the caller keeps VP 0 busy (it never yields)
+ * while VP 1 steals everything it queued.  A thief takes only the highest
+ * non-empty class, so every higher-class uthread starts before any of a
+ * lower class.
+ */
+static _Atomic int steal_seq;
+static int steal_order[64];
+
+static _Atomic int blocker_state; /* 1: running, 2: may return */
+static _Atomic int blocker_vp = -1;
+
+static void *record_start(void *arg)
+{
+	steal_order[atomic_fetch_add(&steal_seq, 1)] = IP(arg);
+	return NULL;
+}
+
+static void *hold_vp(void *arg)
+{
+	(void)arg;
+	atomic_store(&blocker_state, 1);
+	while (atomic_load(&blocker_state) != 2)
+		atomic_store(&blocker_vp, sa_vp_self());
+	return NULL;
+}
+
+Test(sched, stealing_takes_highest_class_first, .timeout = 30)
+{
+	enum { N = 36, MARK = 100 };
+	static const int cls[3] = { SA_PRIO_NORMAL, SA_PRIO_SYSTEM, SA_PRIO_DEREF };
+	sa_uthread_t t[N + 1], blocker;
+	uint64_t until = h_mono() + 10 * NSEC_PER_SEC_;
+	int i, prev = SA_PRIO_DEREF, marks = 0;
+
+	h_start_env("2");
+	/* The blocker takes a VP and spins there; we wait, without
+	 * yielding, until it spins on the other VP than ours.  With that VP
+	 * busy, nothing we queue can be stolen before all of it is queued. */
+	blocker = h_spawn(hold_vp, NULL);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	while ((atomic_load(&blocker_state) != 1 || atomic_load(&blocker_vp) < 0 ||
+		atomic_load(&blocker_vp) == sa_vp_self()) && h_mono() < until)
+		;
+	cr_assert_eq(atomic_load(&blocker_state), 1, "the blocker did not start");
+	cr_assert_neq(atomic_load(&blocker_vp), sa_vp_self());
+	/* Interleave the classes in spawn order: n s d n s d ... */
+	for (i = 0; i < N; i++)
+		t[i] = h_spawn_prio(record_start, UP(cls[i % 3]), cls[i % 3]);
+	/* The last spawn sits in our next slot, which a thief takes only
+	 * once the queues are empty, and we may run it first if we are
+	 * preempted; it is not part of the order checked. */
+	t[N] = h_spawn_prio(record_start, UP(MARK), SA_PRIO_DEREF);
+	atomic_store(&blocker_state, 2);
+	/* Keep our VP busy (no yield): the other VP steals the work. */
+	while (atomic_load(&steal_seq) < N + 1 && h_mono() < until)
+		;
+	cr_assert_eq(atomic_load(&steal_seq), N + 1, "the work did not run");
+	for (i = 0; i <= N; i++) {
+		int c = steal_order[i];
+
+		if (c == MARK) {
+			marks++;
+			continue;
+		}
+		cr_assert_geq(c, prev, "class %d started after class %d (position %d)",
+			      c, prev, i);
+		prev = c;
+	}
+	cr_assert_eq(marks, 1);
+	for (i = 0; i <= N; i++)
+		h_join(t[i]);
+	h_join(blocker);
+	assert_no_ut_failures();
+}
+
 Test(sched, work_spreads_over_vps, .timeout = 20)
 {
 	enum { N = 128 };
