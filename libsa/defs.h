@@ -111,30 +111,45 @@ static __always_inline bool spin_is_locked(spinlock_t *l)
  * Futex and time helpers
  */
 
-static inline long futex_wait(_Atomic uint32_t *uaddr, uint32_t val,
-			      const struct timespec *abs_mono)
+/*
+ * Raw system calls, inline: the instruction is in libsa's own text, so a
+ * preemption tick that lands in it sees a libsa PC (upcall/emulated.c),
+ * and no errno is touched.  They return the kernel's -errno.
+ */
+static __always_inline long sa_syscall6(long nr, long a1, long a2, long a3,
+					long a4, long a5, long a6)
 {
-	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
-	return syscall(SYS_futex, uaddr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
-		       val, abs_mono, NULL, FUTEX_BITSET_MATCH_ANY);
+	register long r10 asm("r10") = a4;
+	register long r8 asm("r8") = a5;
+	register long r9 asm("r9") = a6;
+	long ret;
+
+	asm volatile("syscall"
+		     : "=a"(ret)
+		     : "0"(nr), "D"(a1), "S"(a2), "d"(a3), "r"(r10), "r"(r8), "r"(r9)
+		     : "rcx", "r11", "memory");
+	return ret;
 }
 
-static inline long futex_wake(_Atomic uint32_t *uaddr, int n)
+static __always_inline long futex_wait(_Atomic uint32_t *uaddr, uint32_t val,
+				       const struct timespec *abs_mono)
 {
-	return syscall(SYS_futex, uaddr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
-		       NULL, NULL, 0);
+	/* FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline. */
+	return sa_syscall6(SYS_futex, (long)uaddr, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+			   (long)val, (long)abs_mono, 0, (long)FUTEX_BITSET_MATCH_ANY);
+}
+
+static __always_inline long futex_wake(_Atomic uint32_t *uaddr, int n)
+{
+	return sa_syscall6(SYS_futex, (long)uaddr, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, n,
+			   0, 0, 0);
 }
 
 #define NSEC_PER_SEC 1000000000ull
 #define DEADLINE_NONE UINT64_MAX
 
-static __always_inline uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
-}
+extern int (*sa_vdso_clock_gettime)(clockid_t, struct timespec *);
+static __always_inline uint64_t now_ns(void);
 
 static inline void ns_to_timespec(uint64_t ns, struct timespec *ts)
 {
@@ -355,6 +370,8 @@ struct next_watch {
 struct vp_stats {
 	_Atomic uint64_t spawned, exited, switches, next_handoffs;
 	_Atomic uint64_t steals, stolen, parks, wakes, timers_fired;
+	/* preemption (upcall/) */
+	_Atomic uint64_t ticks, preemptions, preempt_skipped, cs_recoveries;
 };
 
 #define STACK_CLASSES 19
@@ -407,6 +424,14 @@ struct vp {
 	struct uthread *ut_cache;     /* free uthread structs */
 	uint32_t ut_cache_n;
 	struct stack_cache stacks __cacheline_aligned;
+
+	/* preemption: the owner and its tick handler only (upcall/) */
+	struct uthread *tick_cur;     /* what ran at the last tick */
+	uint64_t tick_switches;       /* stats.switches at the last tick */
+	uint32_t np;                  /* > 0: libsa is in a libc call; no preemption */
+	uint32_t resched;             /* a critical-section copy ended: preempt soon */
+	timer_t tick_timer;
+	bool tick_armed;
 
 	/* set up once */
 	bool own_thread;              /* carried by a thread libsa made */
@@ -476,6 +501,51 @@ static __always_inline struct uthread *ut_self(void)
 	struct vp *v = vp_self();
 
 	return likely(v) ? v->cur : ut_ext_self();
+}
+
+/*
+ * np_enter/np_exit - bracket a libc call that libsa makes while it holds a
+ * lock or is in the middle of updating VP state: a preemption tick that
+ * lands in libc meanwhile must not preempt (upcall/upcall.c).  They nest.
+ * Only rare paths need them (allocations, mappings); system calls and
+ * clock reads are inline or in the vDSO.
+ */
+static __always_inline struct vp *np_enter(void)
+{
+	struct vp *v = vp_self();
+
+	if (v) {
+		v->np++;
+		asm volatile("" ::: "memory");
+	}
+	return v;
+}
+
+static __always_inline void np_exit(struct vp *v)
+{
+	if (v) {
+		asm volatile("" ::: "memory");
+		v->np--;
+	}
+}
+
+/*
+ * now_ns - CLOCK_MONOTONIC in ns, through the vDSO's clock_gettime called
+ * directly (found at start-up by upcall.c), or the system call.  The vDSO
+ * is not libsa's text, so the read is bracketed like a libc call: a tick
+ * that lands in it then leaves libsa alone.
+ */
+static __always_inline uint64_t now_ns(void)
+{
+	struct timespec ts;
+	struct vp *np = np_enter();
+
+	if (likely(sa_vdso_clock_gettime))
+		sa_vdso_clock_gettime(CLOCK_MONOTONIC, &ts);
+	else
+		sa_syscall6(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0, 0, 0, 0);
+	np_exit(np);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
 }
 
 int rt_ensure(void);

@@ -20,9 +20,13 @@ libsa_la_SOURCES = \
 	libsa/barrier.c \
 	libsa/once.c \
 	libsa/sanitize.c \
-	libsa/sched/sched.c
+	libsa/sched/sched.c \
+	libsa/upcall/upcall.h \
+	libsa/upcall/upcall.c \
+	libsa/upcall/emulated.c \
+	libsa/upcall/kernel.c
 libsa_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden
 libsa_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(SA_LT_VERSION) \
 	-Wl,--version-script=$(top_srcdir)/libsa/libsa.map -Wl,-z,now
-libsa_la_LIBADD = -lpthread
+libsa_la_LIBADD = -lpthread -ldl
 EXTRA_libsa_la_DEPENDENCIES = $(top_srcdir)/libsa/libsa.map

@@ -19,6 +19,7 @@
 #include <stdarg.h>
 
 #include "defs.h"
+#include "upcall/upcall.h"
 
 #define IDLE_STACK (64 * 1024)
 #define IDLE_GUARD (16 * 1024)
@@ -110,7 +111,11 @@ static void *vp_thread_main(void *arg)
 	san_thread_adopt(idle);
 	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
 	vp->cur = idle;
-	sched_idle_loop(vp);
+	if (upcall_enter(vp))
+		sa_panic("VP %u: the %s backend could not start its activation",
+			 vp->index, upcall_backend->name);
+	sched_upcall_add_processor(vp);
+	upcall_leave(vp);
 	return NULL;
 }
 
@@ -118,7 +123,7 @@ static void vp0_idle_entry(void)
 {
 	san_switch_end(vp_self()->idle);
 	sched_finish_switch();
-	sched_idle_loop(vp_self());
+	sched_upcall_add_processor(vp_self());
 	sa_panic("VP 0's idle loop returned");
 }
 
@@ -141,7 +146,9 @@ static void rt_shutdown(void)
 			"libsa: stats: vps=%llu spawned=%llu exited=%llu live=%llu "
 			"switches=%llu next_handoffs=%llu steals=%llu stolen=%llu "
 			"parks=%llu wakes=%llu timers_fired=%llu stacks_mapped=%llu "
-			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu\n",
+			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu "
+			"backend=%s quantum_ns=%llu ticks=%llu preemptions=%llu "
+			"preempt_skipped=%llu cs_recoveries=%llu\n",
 			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
 			(unsigned long long)st.exited, (unsigned long long)st.live,
 			(unsigned long long)st.switches, (unsigned long long)st.next_handoffs,
@@ -149,7 +156,10 @@ static void rt_shutdown(void)
 			(unsigned long long)st.parks, (unsigned long long)st.wakes,
 			(unsigned long long)st.timers_fired, (unsigned long long)st.stacks_mapped,
 			(unsigned long long)st.stacks_cached, (unsigned long long)st.stacks_released,
-			(unsigned long long)st.guard_regions);
+			(unsigned long long)st.guard_regions, upcall_backend->name,
+			(unsigned long long)st.quantum_ns, (unsigned long long)st.ticks,
+			(unsigned long long)st.preemptions, (unsigned long long)st.preempt_skipped,
+			(unsigned long long)st.cs_recoveries);
 	atomic_store(&rt.stopping, 1);
 	sched_wake_all_idle();
 }
@@ -172,6 +182,9 @@ static int rt_init(unsigned n)
 	}
 	if (n == 0 || n > SA_VPS_MAX)
 		return -EINVAL;
+	r = upcall_init();
+	if (r)
+		return r;
 
 	vps = aligned_alloc(CACHE_LINE, n * sizeof(*vps));
 	if (!vps)
@@ -245,6 +258,9 @@ static int rt_init(unsigned n)
 	vps[0].thread = pthread_self();
 	sa_tls_vp = &vps[0];
 	stack_altstack_setup(&vps[0].altstack);
+	if (upcall_enter(&vps[0]))
+		sa_panic("VP 0: the %s backend could not start its activation",
+			 upcall_backend->name);
 	return 0;
 
 fail_free:
@@ -332,6 +348,7 @@ SA_EXPORT int sa_stats_get(struct sa_stats *out, size_t size)
 	st.stacks_released = atomic_load(&rt.stacks_released);
 	st.stacks_cached = stack_cached_count();
 	st.guard_regions = stack_guard_supported();
+	upcall_stats(&st);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return 0;
 }

@@ -93,12 +93,17 @@ static void pool_push(unsigned c, void *slot)
 	spin_lock(&p->lock);
 	if (p->n == p->cap) {
 		uint32_t cap = p->cap ? 2 * p->cap : 64;
+		struct vp *np = np_enter();
 		void **v = realloc(p->v, cap * sizeof(*v));
+
+		np_exit(np);
 
 		if (!v) {
 			/* Cannot remember it: give the address space back. */
 			spin_unlock(&p->lock);
+			np = np_enter();
 			munmap(slot, 1ul << (c + CLASS_SHIFT));
+			np_exit(np);
 			return;
 		}
 		p->v = v;
@@ -198,8 +203,12 @@ int stack_alloc(struct uthread *ut, size_t stack_size, size_t guard)
 		base = vp->stacks.slot[c][--vp->stacks.n[c]];
 	if (!base)
 		base = pool_pop(c);
-	if (!base)
+	if (!base) {
+		struct vp *np = np_enter(); /* map_chunk() fills vp's cache */
+
 		base = map_chunk(vp, c);
+		np_exit(np);
+	}
 	if (!base)
 		return -EAGAIN;
 	ut->map_base = base;
@@ -219,14 +228,21 @@ void stack_free(struct uthread *ut)
 	if (!ut->map_base)
 		return;
 	if (!ut->stack_class) {
+		/* Callers may hold ut->lock. */
+		struct vp *np = np_enter();
+
 		munmap(ut->map_base, ut->guard + (size_t)((char *)ut->stack_hi - (char *)ut->stack_lo));
+		np_exit(np);
 	} else {
 		c = ut->stack_class - 1u;
 		if (vp && vp->stacks.n[c] < STACK_CACHE_PER_CLASS) {
 			vp->stacks.slot[c][vp->stacks.n[c]++] = ut->map_base;
 		} else {
+			struct vp *np = np_enter();
+
 			madvise(ut->stack_lo, (size_t)((char *)ut->stack_hi - (char *)ut->stack_lo),
 				MADV_DONTNEED);
+			np_exit(np);
 			atomic_fetch_add(&rt.stacks_released, 1);
 			pool_push(c, ut->map_base);
 		}

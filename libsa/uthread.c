@@ -52,8 +52,11 @@ static struct uthread *ut_pool_take_locked(void)
 		return NULL;
 	if (!ut_slot(ut_nslots)) {
 		size_t sz = UT_CHUNK * sizeof(struct uthread);
+		struct vp *np = np_enter(); /* under rt.ut_pool_lock */
 		void *p = mmap(NULL, sz, PROT_READ | PROT_WRITE,
 			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+
+		np_exit(np);
 
 		if (p == MAP_FAILED)
 			return NULL;

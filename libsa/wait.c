@@ -93,7 +93,7 @@ static void ext_wait(struct uthread *me, struct sa_waiter *w, uint64_t deadline)
 		long r = futex_wait(&me->park_word, 0,
 				    deadline == DEADLINE_NONE ? NULL : &ts);
 
-		if (r < 0 && errno == ETIMEDOUT) {
+		if (r == -ETIMEDOUT) {
 			uint32_t expect = W_WAITING;
 
 			if (atomic_compare_exchange_strong(&w->state, &expect, W_TIMEDOUT))

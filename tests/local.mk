@@ -15,7 +15,8 @@ sa_test_progs = \
 	tests/test_sem \
 	tests/test_barrier_once \
 	tests/test_stack \
-	tests/test_stress
+	tests/test_stress \
+	tests/test_preempt
 check_PROGRAMS += $(sa_test_progs)
 TESTS += $(sa_test_progs)
 
@@ -62,6 +63,10 @@ tests_test_stack_LDADD = $(TESTS_LDADD)
 tests_test_stress_SOURCES = tests/test_stress.c tests/helpers.h
 tests_test_stress_CFLAGS = $(TESTS_CFLAGS)
 tests_test_stress_LDADD = $(TESTS_LDADD)
+
+tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
+tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)
+tests_test_preempt_LDADD = $(TESTS_LDADD) -lm
 
 endif
 

@@ -610,7 +610,28 @@ struct sa_stats {
 	uint64_t guard_regions; /* 1: stack guards are madvise guard regions (no
 				 * memory mapping per stack, so a million stacks
 				 * fit in vm.max_map_count); 0: mprotect'ed pages */
+	/* activations (fields added in 0.1; check @size) */
+	uint64_t backend;       /* SA_BACKEND_EMULATED or SA_BACKEND_KERNEL */
+	uint64_t quantum_ns;    /* preemption quantum; 0: preemption is off */
+	uint64_t ticks;         /* preemption ticks received by VPs */
+	uint64_t preemptions;   /* uthreads preempted (the "preempted" upcall) */
+	uint64_t preempt_skipped; /* ticks that found libsa itself running and
+				   * left it alone until the next tick */
+	uint64_t cs_recoveries; /* preemptions inside a critical section, which
+				 * its copy then finished */
 };
+
+/* Upcall backends (sa_stats.backend, sa_backend()). */
+enum {
+	SA_BACKEND_EMULATED = 1, /* stock Linux: timer signals and a watchdog */
+	SA_BACKEND_KERNEL = 2,   /* the kernel-patches/ upcalls */
+};
+
+/**
+ * sa_backend - the name of the upcall backend in use: "emulated" or
+ * "kernel".  Returns NULL if the runtime has not started.
+ */
+const char *sa_backend(void);
 
 /**
  * sa_stats_get - copy the counters into @st.

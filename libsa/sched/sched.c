@@ -82,13 +82,19 @@
  *   - The last spinner that finds work wakes another VP to spin, so
  *     parallelism ramps up as Go's resetspinning()/wakep() do.
  *
- * Cooperative for now: a uthread that never blocks or yields keeps its VP.
- * The activations layer (upcall/) adds preemption; lock holders preempted
- * inside the critical sections of this file are what its critical-section
- * copies recover.
+ * Preemption.  The upcall layer (upcall/) calls sched_upcall_preempted()
+ * from a tick on the VP's own activation.  A uthread that has kept the VP
+ * for a whole quantum while something of its class or higher is runnable
+ * there (or a timer is due) is made to yield on its own stack, through
+ * sa_preempt_stub, which saves and restores its full register state; it
+ * goes to the back of its class's queue, where an idle VP can steal it.
+ * Ticks that land in libsa's own code never preempt it there (see
+ * upcall.c): VP state in the middle of an update is never seen by another
+ * uthread of the same VP.
  */
 
 #include "defs.h"
+#include "upcall/upcall.h"
 
 #define IDLE_SPIN_ITERS 2000     /* ~50-100 us of looking before parking */
 #define STEAL_MAX 256            /* steal half, at most this many */
@@ -838,7 +844,7 @@ static void vp_park(struct vp *vp)
 		long r = futex_wait(&vp->park_word, 0,
 				    deadline == DEADLINE_NONE ? NULL : &ts);
 
-		if (r < 0 && errno == ETIMEDOUT)
+		if (r == -ETIMEDOUT)
 			break;
 	}
 	if (!idle_remove(vp))
@@ -886,6 +892,104 @@ void sched_idle_loop(struct vp *vp)
 		if (!vp->spinning)
 			spinning_start(vp);
 	}
+}
+
+/* ------------------------------------------------------------------------
+ * Upcalls
+ */
+
+/**
+ * sched_upcall_add_processor - the calling activation now carries @vp:
+ * run its uthreads.  Returns when the runtime stops (libsa's own threads).
+ */
+void sched_upcall_add_processor(struct vp *vp)
+{
+	sched_idle_loop(vp);
+}
+
+/* Stack a preempted uthread needs below its red zone: the stub's frame,
+ * the XSAVE area, and the yield's call chain. */
+#define PREEMPT_ROOM(xsave) (128 + 8 + 88 + 64 + (xsave) + 1024)
+
+/* timer_due - a timer of @vp's has expired; it runs at the next switch. */
+static bool timer_due(struct vp *vp)
+{
+	uint64_t t = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
+
+	return t != DEADLINE_NONE && t <= now_ns();
+}
+
+/* work_waiting - something of @cur's class or higher is runnable on @vp. */
+static bool work_waiting(struct vp *vp, struct uthread *cur)
+{
+	struct uthread *n = next_peek(vp);
+
+	if (n && n->prio <= cur->prio)
+		return true;
+	return rq_mask(vp) & (higher_classes(cur->prio) | class_bit(cur->prio));
+}
+
+/**
+ * sched_upcall_preempted - a tick on @vp's activation, in its signal
+ * handler; @uc is the interrupted context.  If the current uthread has run
+ * for a whole quantum and something should run instead, make it yield:
+ * through its critical-section copy if it is inside one, else through
+ * sa_preempt_stub when the handler returns.
+ */
+void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
+{
+	struct uthread *cur = vp->cur;
+	greg_t *g = uc->uc_mcontext.gregs;
+	uintptr_t pc = (uintptr_t)g[REG_RIP], sp = (uintptr_t)g[REG_RSP];
+	uint64_t sw = atomic_load_explicit(&vp->stats.switches, memory_order_relaxed);
+
+	stat_inc(&vp->stats.ticks);
+	if (cur->flags & UTF_IDLE)
+		return;
+	/* Expired timers are run at once: a sleeper's lateness stays within
+	 * one quantum.  Otherwise a switch since the last tick means that
+	 * @cur has not had a whole quantum yet. */
+	if (!timer_due(vp)) {
+		if (cur != vp->tick_cur || sw != vp->tick_switches) {
+			vp->tick_cur = cur;
+			vp->tick_switches = sw;
+			return;
+		}
+		if (!work_waiting(vp, cur))
+			return;
+	}
+	if (text_in_libsa(pc) || vp->np ||
+	    sp - (uintptr_t)cur->stack_lo < PREEMPT_ROOM(sa_xsave_size)) {
+		stat_inc(&vp->stats.preempt_skipped);
+		return;
+	}
+	/* Make the uthread "call" the stub, leaving its red zone alone: the
+	 * stub's `ret $128` resumes at @pc with the original stack pointer. */
+	sp -= 128 + 8;
+	*(uint64_t *)sp = pc;
+	g[REG_RSP] = (greg_t)sp;
+	g[REG_RIP] = (greg_t)(uintptr_t)sa_preempt_stub;
+	vp->tick_cur = NULL;
+	stat_inc(&vp->stats.preemptions);
+}
+
+/**
+ * sched_preempt_yield - called by sa_preempt_stub on the preempted
+ * uthread's stack: run due timers, let an idle VP know that work is
+ * queued, and yield to the class's queue.
+ */
+void sched_preempt_yield(void)
+{
+	int saved_errno = errno; /* libc's errno is the activation's */
+	struct vp *vp = vp_self();
+	uint64_t t = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
+
+	if (t != DEADLINE_NONE)
+		timers_run(vp, now_ns());
+	if (rq_mask(vp) && rt.nvps > 1)
+		wake_idle();
+	sched_yield_cur();
+	errno = saved_errno;
 }
 
 /** sched_wake_all_idle - wake every parked VP (runtime shutdown). */

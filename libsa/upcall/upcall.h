@@ -1,0 +1,69 @@
+/* upcall.h - the upcall interface: four events from a backend to the scheduler */
+#ifndef SA_UPCALL_H
+#define SA_UPCALL_H
+
+#include <signal.h>
+#include <ucontext.h>
+
+#include "defs.h"
+
+/*
+ * The events (DESIGN.md, "The four upcalls").  A backend detects them and
+ * calls the scheduler's handler, which is the one place each is handled:
+ *
+ *   add-processor  sched_upcall_add_processor()  an activation starts
+ *                  carrying a VP: it runs the VP's idle loop, which runs
+ *                  uthreads.
+ *   blocked        sched_upcall_blocked()        the activation carrying a
+ *                  VP is stuck in the kernel; the caller, a fresh
+ *                  activation, carries the VP from now on.
+ *   unblocked      sched_upcall_unblocked()      the stuck activation's
+ *                  kernel work finished; its uthread goes back to a run
+ *                  queue and the activation becomes a spare.
+ *   preempted      sched_upcall_preempted()      the uthread running on a
+ *                  VP has had its quantum (emulated: a CPU-time timer
+ *                  signal; kernel: the activation lost its processor).
+ */
+
+/* A backend: how one kind of kernel support delivers the events. */
+struct upcall_backend {
+	const char *name;
+	int id;                          /* SA_BACKEND_* of sa.h */
+	/* 0 if it can run on this kernel, else -errno saying why not. */
+	int (*probe)(void);
+	/* Process-wide set-up, once, before any VP runs. */
+	int (*start)(void);
+	/* On the kernel thread that starts carrying @vp (and, for a spare
+	 * activation, when it takes a VP over); undone by leave. */
+	int (*enter)(struct vp *vp);
+	void (*leave)(struct vp *vp);
+};
+
+extern const struct upcall_backend upcall_emulated;
+extern const struct upcall_backend upcall_kernel;
+
+/* The backend in use, chosen by upcall_init(). */
+extern const struct upcall_backend *upcall_backend;
+
+/* Preemption quantum in ns (0: off), from SA_QUANTUM_US. */
+extern uint64_t upcall_quantum_ns;
+
+int upcall_init(void);
+int upcall_enter(struct vp *vp);
+void upcall_leave(struct vp *vp);
+void upcall_stats(struct sa_stats *st);
+
+/* Scheduler side (sched/sched.c and critsec/critsec.c). */
+void sched_upcall_add_processor(struct vp *vp);
+void sched_upcall_preempted(struct vp *vp, ucontext_t *uc);
+
+/* Where code is, for deciding whether a tick may preempt (upcall.c). */
+bool text_in_libsa(uintptr_t pc);
+int text_ranges_init(void);
+
+/* The preemption stub (switch.S) and what it calls (sched.c). */
+void sa_preempt_stub(void);
+void sched_preempt_yield(void);
+extern size_t sa_xsave_size;
+
+#endif /* SA_UPCALL_H */
