@@ -539,6 +539,22 @@ void sched_exit_switch(struct uthread *me)
 	sa_panic("a dead uthread ran again");
 }
 
+/*
+ * yield_poll - a yield that finds nothing to switch to makes no pass of
+ * sched_finish_switch(), so it runs the due timers itself, lest a uthread
+ * that computes and yields on a VP of its own keep sleepers off it.
+ * Returns true if that readied anyone.
+ */
+static bool yield_poll(struct vp *vp)
+{
+	uint64_t next_timer = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
+
+	if (likely(next_timer == DEADLINE_NONE))
+		return false;
+	timers_run(vp, now_ns());
+	return next_peek(vp) || rq_mask(vp);
+}
+
 /**
  * sched_yield_cur - let queued uthreads of the caller's class or higher
  * run; the caller goes to the back of its class.
@@ -546,9 +562,12 @@ void sched_exit_switch(struct uthread *me)
 void sched_yield_cur(void)
 {
 	struct vp *vp = vp_self();
-	struct uthread *me = vp->cur, *n = next_peek(vp), *next;
+	struct uthread *me = vp->cur, *n, *next;
 	uint32_t allowed = higher_classes(me->prio) | class_bit(me->prio);
+	bool polled = false;
 
+again:
+	n = next_peek(vp);
 	/* The next slot first, if nothing outranks it and it does not rank
 	 * below us. */
 	if (n && n->prio <= me->prio && !(rq_mask(vp) & higher_classes(n->prio)) &&
@@ -560,8 +579,13 @@ void sched_yield_cur(void)
 		switch_to(vp, me, n, false);
 		return;
 	}
-	if (!(rq_mask(vp) & allowed))
+	if (!(rq_mask(vp) & allowed)) {
+		if (!polled && yield_poll(vp)) {
+			polled = true;
+			goto again;
+		}
 		return;
+	}
 	spin_lock(&vp->rq_lock);
 	n = next_take(vp);
 	if (n)
