@@ -21,8 +21,8 @@ libsa_la_SOURCES = \
 	libsa/once.c \
 	libsa/sanitize.c \
 	libsa/sched/sched.c
-libsa_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden
+libsa_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden
 libsa_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(SA_LT_VERSION) \
 	-Wl,--version-script=$(top_srcdir)/libsa/libsa.map -Wl,-z,now
-libsa_la_LIBADD = -lpthread
+libsa_la_LIBADD = $(LIBURING_LIBS) -lpthread
 EXTRA_libsa_la_DEPENDENCIES = $(top_srcdir)/libsa/libsa.map
