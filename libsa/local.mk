@@ -1,7 +1,7 @@
 # libsa/local.mk - the library
 lib_LTLIBRARIES = libsa.la
 include_HEADERS =
-sainclude_HEADERS = include/sa/sa.h
+sainclude_HEADERS = include/sa/sa.h include/sa/io.h
 saincludedir = $(includedir)/sa
 
 libsa_la_SOURCES = \
@@ -20,7 +20,9 @@ libsa_la_SOURCES = \
 	libsa/barrier.c \
 	libsa/once.c \
 	libsa/sanitize.c \
-	libsa/sched/sched.c
+	libsa/sched/sched.c \
+	libsa/io/io.h \
+	libsa/io/io.c
 libsa_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden
 libsa_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(SA_LT_VERSION) \
 	-Wl,--version-script=$(top_srcdir)/libsa/libsa.map -Wl,-z,now

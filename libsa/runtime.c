@@ -19,6 +19,7 @@
 #include <stdarg.h>
 
 #include "defs.h"
+#include "io/io.h"
 
 #define IDLE_STACK (64 * 1024)
 #define IDLE_GUARD (16 * 1024)
@@ -141,7 +142,9 @@ static void rt_shutdown(void)
 			"libsa: stats: vps=%llu spawned=%llu exited=%llu live=%llu "
 			"switches=%llu next_handoffs=%llu steals=%llu stolen=%llu "
 			"parks=%llu wakes=%llu timers_fired=%llu stacks_mapped=%llu "
-			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu\n",
+			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu "
+			"io_backend=%s io_ops=%llu io_completions=%llu io_submits=%llu "
+			"io_fallback_ops=%llu\n",
 			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
 			(unsigned long long)st.exited, (unsigned long long)st.live,
 			(unsigned long long)st.switches, (unsigned long long)st.next_handoffs,
@@ -149,7 +152,10 @@ static void rt_shutdown(void)
 			(unsigned long long)st.parks, (unsigned long long)st.wakes,
 			(unsigned long long)st.timers_fired, (unsigned long long)st.stacks_mapped,
 			(unsigned long long)st.stacks_cached, (unsigned long long)st.stacks_released,
-			(unsigned long long)st.guard_regions);
+			(unsigned long long)st.guard_regions,
+			st.io_backend == SA_IO_BACKEND_URING ? "uring" : "threads",
+			(unsigned long long)st.io_ops, (unsigned long long)st.io_completions,
+			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops);
 	atomic_store(&rt.stopping, 1);
 	sched_wake_all_idle();
 }
@@ -172,6 +178,9 @@ static int rt_init(unsigned n)
 	}
 	if (n == 0 || n > SA_VPS_MAX)
 		return -EINVAL;
+	r = io_init(); /* I/O: the backend, from $SA_IO and a probe */
+	if (r < 0)
+		return r;
 
 	vps = aligned_alloc(CACHE_LINE, n * sizeof(*vps));
 	if (!vps)
@@ -332,6 +341,7 @@ SA_EXPORT int sa_stats_get(struct sa_stats *out, size_t size)
 	st.stacks_released = atomic_load(&rt.stacks_released);
 	st.stacks_cached = stack_cached_count();
 	st.guard_regions = stack_guard_supported();
+	io_stats_add(&st);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return 0;
 }

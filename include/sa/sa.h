@@ -610,7 +610,16 @@ struct sa_stats {
 	uint64_t guard_regions; /* 1: stack guards are madvise guard regions (no
 				 * memory mapping per stack, so a million stacks
 				 * fit in vm.max_map_count); 0: mprotect'ed pages */
+	uint64_t io_backend;    /* SA_IO_BACKEND_URING or SA_IO_BACKEND_THREADS */
+	uint64_t io_ops;        /* operations issued on the VPs' io_urings */
+	uint64_t io_completions; /* their completions harvested */
+	uint64_t io_submits;    /* io_uring_enter calls that submitted a batch */
+	uint64_t io_fallback_ops; /* operations run by the thread-pool fallback */
 };
+
+/* Values of sa_stats.io_backend: how the I/O calls of <sa/io.h> wait. */
+#define SA_IO_BACKEND_URING 1   /* one io_uring per VP */
+#define SA_IO_BACKEND_THREADS 2 /* a pool of kernel threads (no io_uring) */
 
 /**
  * sa_stats_get - copy the counters into @st.
