@@ -200,6 +200,7 @@ enum ut_flags {
 
 struct vp;
 struct key_block;
+struct io_vp;
 
 /*
  * struct uthread - a user-level thread.  Lives in the uthread table
@@ -242,6 +243,7 @@ struct __cacheline_aligned uthread {
 	/* line 3: waiting */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
 	struct key_block **keys;    /* per-uthread key values */
+	uint64_t io_deadline;       /* sa_io_set_deadline(), monotonic ns or 0 */
 };
 
 #define UT_ID_MAX 0x7ffffffeu
@@ -408,13 +410,16 @@ struct vp {
 	_Atomic uint32_t park_word __cacheline_aligned; /* futex: 1 = woken */
 	_Atomic uint32_t parked;      /* on the idle list */
 	struct vp *idle_next;         /* idle list link, under rt.idle_lock */
+	_Atomic uint32_t park_ring;   /* parks in its io_uring, not the futex */
 
 	/* line 3: timers */
 	spinlock_t timer_lock __cacheline_aligned;
 	uint32_t timer_n;
 	uint32_t timer_cap;
+	uint32_t io_inflight;         /* ring ops not yet harvested (owner) */
 	struct sa_timer **timer_heap;
 	_Atomic uint64_t timer_next;  /* earliest deadline, or DEADLINE_NONE */
+	struct io_vp *io;             /* this VP's ring (io/io.c), or NULL */
 
 	/* line 4: stats (owner writes, anyone reads) */
 	struct vp_stats stats __cacheline_aligned;
@@ -446,6 +451,8 @@ _Static_assert(offsetof(struct vp, rq_lock) == 64, "vp: run queue on line 1");
 _Static_assert(offsetof(struct vp, park_word) == 128, "vp: park on line 2");
 _Static_assert(offsetof(struct vp, timer_lock) == 192, "vp: timers on line 3");
 _Static_assert(offsetof(struct vp, stats) == 256, "vp: stats on line 4");
+_Static_assert(offsetof(struct vp, io_inflight) / 64 == offsetof(struct vp, timer_next) / 64,
+	       "vp: io_inflight shares the line that every switch reads");
 
 /* Global runtime state (runtime.c). */
 struct runtime {

@@ -1,7 +1,7 @@
 # libsa/local.mk - the library
 lib_LTLIBRARIES = libsa.la
 include_HEADERS =
-sainclude_HEADERS = include/sa/sa.h
+sainclude_HEADERS = include/sa/sa.h include/sa/io.h
 saincludedir = $(includedir)/sa
 
 libsa_la_SOURCES = \
@@ -24,9 +24,11 @@ libsa_la_SOURCES = \
 	libsa/upcall/upcall.h \
 	libsa/upcall/upcall.c \
 	libsa/upcall/emulated.c \
-	libsa/upcall/kernel.c
-libsa_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden
+	libsa/upcall/kernel.c \
+	libsa/io/io.h \
+	libsa/io/io.c
+libsa_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden
 libsa_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(SA_LT_VERSION) \
 	-Wl,--version-script=$(top_srcdir)/libsa/libsa.map -Wl,-z,now
-libsa_la_LIBADD = -lpthread -ldl
+libsa_la_LIBADD = $(LIBURING_LIBS) -lpthread -ldl
 EXTRA_libsa_la_DEPENDENCIES = $(top_srcdir)/libsa/libsa.map

@@ -20,6 +20,7 @@
 
 #include "defs.h"
 #include "upcall/upcall.h"
+#include "io/io.h"
 
 #define IDLE_STACK (64 * 1024)
 #define IDLE_GUARD (16 * 1024)
@@ -148,7 +149,9 @@ static void rt_shutdown(void)
 			"parks=%llu wakes=%llu timers_fired=%llu stacks_mapped=%llu "
 			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu "
 			"backend=%s quantum_ns=%llu ticks=%llu preemptions=%llu "
-			"preempt_skipped=%llu cs_recoveries=%llu\n",
+			"preempt_skipped=%llu cs_recoveries=%llu "
+			"io_backend=%s io_ops=%llu io_completions=%llu io_submits=%llu "
+			"io_fallback_ops=%llu\n",
 			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
 			(unsigned long long)st.exited, (unsigned long long)st.live,
 			(unsigned long long)st.switches, (unsigned long long)st.next_handoffs,
@@ -159,7 +162,10 @@ static void rt_shutdown(void)
 			(unsigned long long)st.guard_regions, upcall_backend->name,
 			(unsigned long long)st.quantum_ns, (unsigned long long)st.ticks,
 			(unsigned long long)st.preemptions, (unsigned long long)st.preempt_skipped,
-			(unsigned long long)st.cs_recoveries);
+			(unsigned long long)st.cs_recoveries,
+			st.io_backend == SA_IO_BACKEND_URING ? "uring" : "threads",
+			(unsigned long long)st.io_ops, (unsigned long long)st.io_completions,
+			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops);
 	atomic_store(&rt.stopping, 1);
 	sched_wake_all_idle();
 }
@@ -184,6 +190,9 @@ static int rt_init(unsigned n)
 		return -EINVAL;
 	r = upcall_init();
 	if (r)
+		return r;
+	r = io_init(); /* I/O: the backend, from $SA_IO and a probe */
+	if (r < 0)
 		return r;
 
 	vps = aligned_alloc(CACHE_LINE, n * sizeof(*vps));
@@ -349,6 +358,7 @@ SA_EXPORT int sa_stats_get(struct sa_stats *out, size_t size)
 	st.stacks_cached = stack_cached_count();
 	st.guard_regions = stack_guard_supported();
 	upcall_stats(&st);
+	io_stats_add(&st);
 	memcpy(out, &st, size < sizeof(st) ? size : sizeof(st));
 	return 0;
 }

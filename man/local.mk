@@ -2,6 +2,8 @@
 # a .so redirect for every other function name.
 dist_man_MANS += \
 	man/libsa.7 \
+	man/local.mk \
+	man/sa_accept.3 \
 	man/sa_attr_init.3 \
 	man/sa_attr_setdetached.3 \
 	man/sa_attr_setguardsize.3 \
@@ -11,6 +13,7 @@ dist_man_MANS += \
 	man/sa_barrier_destroy.3 \
 	man/sa_barrier_init.3 \
 	man/sa_barrier_wait.3 \
+	man/sa_close.3 \
 	man/sa_cond_broadcast.3 \
 	man/sa_cond_clockwait.3 \
 	man/sa_cond_destroy.3 \
@@ -18,12 +21,15 @@ dist_man_MANS += \
 	man/sa_cond_signal.3 \
 	man/sa_cond_timedwait.3 \
 	man/sa_cond_wait.3 \
+	man/sa_connect.3 \
 	man/sa_detach.3 \
 	man/sa_exit.3 \
+	man/sa_fsync.3 \
 	man/sa_getname.3 \
 	man/sa_getprio.3 \
 	man/sa_getspecific.3 \
 	man/sa_init.3 \
+	man/sa_io_set_deadline.3 \
 	man/sa_join.3 \
 	man/sa_key_create.3 \
 	man/sa_key_delete.3 \
@@ -35,6 +41,14 @@ dist_man_MANS += \
 	man/sa_mutex_unlock.3 \
 	man/sa_nvps.3 \
 	man/sa_once.3 \
+	man/sa_openat.3 \
+	man/sa_poll.3 \
+	man/sa_pread.3 \
+	man/sa_pwrite.3 \
+	man/sa_read.3 \
+	man/sa_readv.3 \
+	man/sa_recv.3 \
+	man/sa_recvmsg.3 \
 	man/sa_rwlock_destroy.3 \
 	man/sa_rwlock_init.3 \
 	man/sa_rwlock_rdlock.3 \
@@ -52,6 +66,8 @@ dist_man_MANS += \
 	man/sa_sem_timedwait.3 \
 	man/sa_sem_trywait.3 \
 	man/sa_sem_wait.3 \
+	man/sa_send.3 \
+	man/sa_sendmsg.3 \
 	man/sa_setname.3 \
 	man/sa_setprio.3 \
 	man/sa_setspecific.3 \
@@ -60,4 +76,6 @@ dist_man_MANS += \
 	man/sa_spawn.3 \
 	man/sa_stats_get.3 \
 	man/sa_vp_self.3 \
+	man/sa_write.3 \
+	man/sa_writev.3 \
 	man/sa_yield.3

@@ -16,7 +16,9 @@ sa_test_progs = \
 	tests/test_barrier_once \
 	tests/test_stack \
 	tests/test_stress \
-	tests/test_preempt
+	tests/test_preempt \
+	tests/test_io \
+	tests/test_io_threads
 check_PROGRAMS += $(sa_test_progs)
 TESTS += $(sa_test_progs)
 
@@ -59,6 +61,16 @@ tests_test_barrier_once_LDADD = $(TESTS_LDADD)
 tests_test_stack_SOURCES = tests/test_stack.c tests/helpers.h
 tests_test_stack_CFLAGS = $(TESTS_CFLAGS)
 tests_test_stack_LDADD = $(TESTS_LDADD)
+
+# The I/O tests twice: on the default backend, and forced onto the
+# thread-pool fallback (SA_IO=threads).
+tests_test_io_SOURCES = tests/test_io.c tests/helpers.h
+tests_test_io_CFLAGS = $(TESTS_CFLAGS)
+tests_test_io_LDADD = $(TESTS_LDADD)
+
+tests_test_io_threads_SOURCES = tests/test_io.c tests/helpers.h
+tests_test_io_threads_CFLAGS = $(TESTS_CFLAGS) -DTEST_IO_BACKEND='"threads"'
+tests_test_io_threads_LDADD = $(TESTS_LDADD)
 
 tests_test_stress_SOURCES = tests/test_stress.c tests/helpers.h
 tests_test_stress_CFLAGS = $(TESTS_CFLAGS)

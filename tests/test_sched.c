@@ -376,3 +376,30 @@ Test(sched, idle_vps_park_and_are_woken, .timeout = 10)
 	cr_assert_gt(b.parks, a.parks, "no VP parked while all were idle");
 	cr_assert_gt(b.wakes, a.wakes, "no futex wake of a parked VP was counted");
 }
+
+static _Atomic int sleeper_woke;
+
+static void *sleep_briefly(void *arg)
+{
+	(void)arg;
+	sa_sleep_ns(5 * NSEC_PER_MSEC);
+	atomic_store(&sleeper_woke, 1);
+	return NULL;
+}
+
+Test(sched, lone_yielder_lets_due_sleeper_run, .timeout = 10)
+{
+	uint64_t end;
+	sa_uthread_t t;
+
+	h_start_env("1");
+	t = h_spawn(sleep_briefly, NULL);
+	SA_OK(sa_yield()); /* it runs and parks on its timer */
+	/* We yield with nobody else runnable: the yield itself must run the
+	 * timer, since no switch does. */
+	end = h_mono() + 2 * NSEC_PER_SEC_;
+	while (!atomic_load(&sleeper_woke) && h_mono() < end)
+		SA_OK(sa_yield());
+	cr_assert(atomic_load(&sleeper_woke), "a yielding uthread starved a sleeper");
+	h_join(t);
+}

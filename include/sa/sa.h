@@ -619,6 +619,11 @@ struct sa_stats {
 				   * left it alone until the next tick */
 	uint64_t cs_recoveries; /* preemptions inside a critical section, which
 				 * its copy then finished */
+	uint64_t io_backend;    /* SA_IO_BACKEND_URING or SA_IO_BACKEND_THREADS */
+	uint64_t io_ops;        /* operations issued on the VPs' io_urings */
+	uint64_t io_completions; /* their completions harvested */
+	uint64_t io_submits;    /* io_uring_enter calls that submitted a batch */
+	uint64_t io_fallback_ops; /* operations run by the thread-pool fallback */
 };
 
 /* Upcall backends (sa_stats.backend, sa_backend()). */
@@ -632,6 +637,10 @@ enum {
  * "kernel".  Returns NULL if the runtime has not started.
  */
 const char *sa_backend(void);
+
+/* Values of sa_stats.io_backend: how the I/O calls of <sa/io.h> wait. */
+#define SA_IO_BACKEND_URING 1   /* one io_uring per VP */
+#define SA_IO_BACKEND_THREADS 2 /* a pool of kernel threads (no io_uring) */
 
 /**
  * sa_stats_get - copy the counters into @st.

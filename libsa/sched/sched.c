@@ -81,6 +81,24 @@
  *     closes the last gap (a wake between the check and futex_wait()).
  *   - The last spinner that finds work wakes another VP to spin, so
  *     parallelism ramps up as Go's resetspinning()/wakep() do.
+ *   - I/O (io/io.c).  A VP whose io_uring has operations in flight parks
+ *     in the ring instead of on the futex (io_uring_enter waiting for one
+ *     completion, with the same deadline), so that a completion ends the
+ *     park.  It says so in vp->park_ring before it goes on the idle list;
+ *     a waker, having taken it off the list under the same lock, then
+ *     writes the VP's eventfd instead of calling futex_wake(): still one
+ *     system call.  The ring has a read of that eventfd pending whenever
+ *     the VP parks there, and the eventfd counter closes the last gap as
+ *     the futex word does: a write that lands before the VP enters the
+ *     kernel completes the read at once.  park_word, the fences and the
+ *     idle list work as above.
+ *
+ * I/O passes.  Every scheduler pass - after each switch, at a yield that
+ * finds nobody to switch to (yield_poll), at each look for work of an
+ * idle VP - tests vp->io_inflight, on the cache line of vp->timer_next
+ * that it reads anyway, and only when it is non-zero lets the I/O layer
+ * submit and harvest (io_pass()).  A yield that switches pays nothing
+ * more than the test in sched_finish_switch().
  *
  * Preemption.  The upcall layer (upcall/) calls sched_upcall_preempted()
  * from a tick on the VP's own activation.  A uthread that has kept the VP
@@ -95,6 +113,7 @@
 
 #include "defs.h"
 #include "upcall/upcall.h"
+#include "io/io.h"
 
 #define IDLE_SPIN_ITERS 2000     /* ~50-100 us of looking before parking */
 #define STEAL_MAX 256            /* steal half, at most this many */
@@ -243,7 +262,11 @@ static void vp_kick(struct vp *v)
 	struct vp *me = vp_self();
 
 	atomic_store_explicit(&v->park_word, 1, memory_order_release);
-	futex_wake(&v->park_word, 1);
+	/* I/O: a VP with I/O in flight parks in its ring (io/io.c). */
+	if (atomic_load_explicit(&v->park_ring, memory_order_relaxed))
+		io_kick(v);
+	else
+		futex_wake(&v->park_word, 1);
 	if (me)
 		stat_inc(&me->stats.wakes);
 	else
@@ -379,6 +402,7 @@ void sched_finish_switch(void)
 	next_timer = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
 	if (unlikely(next_timer != DEADLINE_NONE))
 		timers_run(vp, now_ns());
+	io_pass(vp); /* I/O: submit and harvest when ops are in flight */
 }
 
 /*
@@ -545,6 +569,24 @@ void sched_exit_switch(struct uthread *me)
 	sa_panic("a dead uthread ran again");
 }
 
+/*
+ * yield_poll - a yield that finds nothing to switch to makes no pass of
+ * sched_finish_switch(), so it runs the due timers and the I/O pass
+ * itself, lest a uthread that computes and yields on a VP of its own keep
+ * sleepers and I/O waiters off it.  Returns true if that readied anyone.
+ */
+static bool yield_poll(struct vp *vp)
+{
+	uint64_t next_timer = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
+
+	if (likely(next_timer == DEADLINE_NONE && !vp->io_inflight))
+		return false;
+	if (next_timer != DEADLINE_NONE)
+		timers_run(vp, now_ns());
+	io_pass(vp);
+	return next_peek(vp) || rq_mask(vp);
+}
+
 /**
  * sched_yield_cur - let queued uthreads of the caller's class or higher
  * run; the caller goes to the back of its class.
@@ -552,9 +594,12 @@ void sched_exit_switch(struct uthread *me)
 void sched_yield_cur(void)
 {
 	struct vp *vp = vp_self();
-	struct uthread *me = vp->cur, *n = next_peek(vp), *next;
+	struct uthread *me = vp->cur, *n, *next;
 	uint32_t allowed = higher_classes(me->prio) | class_bit(me->prio);
+	bool polled = false;
 
+again:
+	n = next_peek(vp);
 	/* The next slot first, if nothing outranks it and it does not rank
 	 * below us. */
 	if (n && n->prio <= me->prio && !(rq_mask(vp) & higher_classes(n->prio)) &&
@@ -566,8 +611,13 @@ void sched_yield_cur(void)
 		switch_to(vp, me, n, false);
 		return;
 	}
-	if (!(rq_mask(vp) & allowed))
+	if (!(rq_mask(vp) & allowed)) {
+		if (!polled && yield_poll(vp)) {
+			polled = true;
+			goto again;
+		}
 		return;
+	}
 	spin_lock(&vp->rq_lock);
 	n = next_take(vp);
 	if (n)
@@ -773,6 +823,7 @@ static struct uthread *find_work(struct vp *vp)
 	uint64_t next_timer = timers_next_deadline();
 	struct uthread *ut;
 
+	io_pass_idle(vp); /* I/O: submit everything, harvest */
 	if (next_timer != DEADLINE_NONE) {
 		uint64_t now = now_ns();
 
@@ -808,9 +859,12 @@ static void spinning_stop(struct vp *vp, bool found_work)
 
 static void vp_park(struct vp *vp)
 {
+	bool ring = io_park_in_ring(vp);
 	uint64_t deadline;
 	struct timespec ts;
 
+	/* I/O: how to kick us; the idle list's lock publishes it to wakers. */
+	atomic_store_explicit(&vp->park_ring, ring, memory_order_relaxed);
 	atomic_store_explicit(&vp->park_word, 0, memory_order_relaxed);
 	spin_lock(&rt.idle_lock);
 	vp->idle_next = rt.idle_list;
@@ -841,9 +895,14 @@ static void vp_park(struct vp *vp)
 	if (deadline != DEADLINE_NONE)
 		ns_to_timespec(deadline, &ts);
 	while (!atomic_load_explicit(&vp->park_word, memory_order_acquire)) {
-		long r = futex_wait(&vp->park_word, 0,
-				    deadline == DEADLINE_NONE ? NULL : &ts);
+		long r;
 
+		if (ring) { /* I/O: completions end the park too */
+			if (io_idle_wait(vp, deadline))
+				break;
+			continue;
+		}
+		r = futex_wait(&vp->park_word, 0, deadline == DEADLINE_NONE ? NULL : &ts);
 		if (r == -ETIMEDOUT)
 			break;
 	}

@@ -1,0 +1,1192 @@
+/* io.c - I/O calls that park the calling uthread: one io_uring per VP, or a thread pool */
+
+/*
+ * Design
+ * ======
+ *
+ * Vocabulary.  An "op" is one I/O call of <sa/io.h> made by a uthread.  Its
+ * request (struct io_req) lives on the uthread's stack while the uthread is
+ * parked, and the ring's user_data points at it.  A VP's "ring" is an
+ * io_uring owned by that VP (struct io_vp): only code running on the VP -
+ * its uthreads and its idle context - touches its submission and
+ * completion queues, so neither has a lock.  "In flight" (vp->io_inflight)
+ * counts the VP's ops whose completion has not been harvested yet.
+ *
+ * One ring per VP, made lazily.  The first op on a VP sets up its ring (256
+ * submission entries, 4096 completion entries; the kernel keeps completions
+ * that do not fit, IORING_FEAT_NODROP).  A program that never does I/O
+ * through libsa pays nothing, not even the file descriptors.  The rings are
+ * set up without IORING_SETUP_SINGLE_ISSUER and DEFER_TASKRUN: the kernel
+ * thread that carries a VP may change (activations), and those flags tie a
+ * ring to one task.  Only Linux 6.1 features are used; start-up probes the
+ * opcodes and falls back to the thread pool if one is missing.
+ *
+ * An op.  The uthread fills a submission entry (plus a linked timeout when
+ * it has a deadline), counts it in flight and parks with
+ * sched_park_unlock(NULL).  It does not enter the kernel: submission is
+ * left to the next scheduler pass, so that the ops of several uthreads go
+ * in one io_uring_enter().  Between filling the entry and parking the
+ * uthread cannot leave the VP (nothing switches there), so the entry is on
+ * the ring of the VP whose pass will see its completion.
+ *
+ * Batching.  A pass submits what is queued when the VP has nothing else
+ * runnable (the uthread now running may compute for long), when it goes
+ * idle, or when IO_BATCH entries wait.  While other uthreads are runnable
+ * on the VP, their ops join the batch.  Deferring costs an op at most one
+ * turn of the run queue, which is what its harvest would wait for anyway:
+ * completions, too, are seen only at this VP's passes.
+ *
+ * Harvesting.  Every scheduler pass (sched.c: after each switch, at a
+ * yield that switches nowhere, at each look for work of an idle VP) tests
+ * vp->io_inflight, a load on the cache line of vp->timer_next that it
+ * reads anyway, and a branch.  Only with ops in flight does it come here:
+ * read the completion queue's tail (no system call), store each result in
+ * its request and sched_ready() its uthread - into this VP's next slot,
+ * where it runs next, as after any handoff.  A pass is always made with the switched-away
+ * context saved (sched_finish_switch() publishes it first), so a harvested
+ * uthread is never still on its way off the VP.
+ *
+ * Idle VPs.  A VP that has nothing to run and ops in flight parks in its
+ * ring, in io_uring_submit_and_wait_timeout() for one completion with the
+ * earliest timer deadline, instead of on its futex: a completion then ends
+ * the park.  A waker that must kick it (sched.c: vp_kick) writes the VP's
+ * eventfd, of which the ring has a read pending whenever the VP parks
+ * there: one system call, as the futex wake.  The VP tells wakers how it
+ * parks (vp->park_ring) before it goes on the idle list, whose lock orders
+ * that store before the waker's read, and the eventfd counter closes the
+ * race the futex word closes: a write that lands before the VP enters the
+ * kernel completes the pending read at once.  The Dekker protocol of
+ * sched.c is unchanged.
+ *
+ * Deadlines.  sa_io_set_deadline() stores an absolute monotonic deadline in
+ * the uthread.  An op with one is linked to an IORING_OP_LINK_TIMEOUT with
+ * that absolute time: the kernel cancels the op when it fires and the call
+ * returns -ETIMEDOUT.  An op that completed returns its result even if the
+ * timeout fired too, so no transferred byte is lost.  The timeout's own
+ * completion is ignored (user_data IO_UD_IGNORE); it needs no memory of
+ * ours once submitted.
+ *
+ * sa_poll.  One IORING_OP_POLL_ADD per descriptor and an IORING_OP_TIMEOUT
+ * for the time limit form a group.  The harvest that sees the first member
+ * complete queues cancellations for the others - on the right ring, since
+ * harvests run on the ring's own VP - and the uthread is readied when the
+ * last member is done, so it parks once and its requests never outlive
+ * the call.  A first poll(2) with no wait answers at once when something
+ * is ready, with exactly the kernel's revents.
+ *
+ * Where a ring differs from the system call.  A ring waits on a pipe or
+ * socket even when its descriptor is O_NONBLOCK (it arms a poll and
+ * retries), so the calls that may wait read the descriptor's flags first
+ * (one fcntl) and, when it is non-blocking or MSG_DONTWAIT is passed, make
+ * the plain system call, which cannot block, on the VP.  A ring also reads
+ * a pipe at an "offset" where pread(2) fails with ESPIPE, so sa_pread and
+ * sa_pwrite check that the descriptor can seek (one lseek).  Either costs
+ * one cheap system call next to a ring round trip and a switch.
+ *
+ * Signals.  Ring ops are not interrupted by signals.  A plain system call
+ * (plain threads, the pool) that fails with EINTR is restarted, so -EINTR
+ * is never returned: see <sa/io.h>.
+ *
+ * Fallback: a thread pool.  Without io_uring (kernel too old, disabled by
+ * sysctl kernel.io_uring_disabled, filtered by seccomp), detected once at
+ * start-up or forced with SA_IO=threads, an op is handed to a worker
+ * thread that makes the blocking system call and sched_ready()s the
+ * uthread, which a uthread on another kernel thread may do at any time
+ * (sched_ready() waits for the context to be saved).  A job goes straight
+ * to an idle worker; with none idle a new one starts, up to IO_POOL_MAX,
+ * after which jobs queue.  Workers stay for the life of the process.  A
+ * ring that cannot be set up on one VP (out of descriptors) sends that
+ * VP's ops to the pool as well.
+ *
+ * Rejected.
+ *   - Submitting at each op: one system call per op, no batching.
+ *   - Submitting only when the VP goes idle: a computing uthread that
+ *     yields would hold every op of its VP back.
+ *   - IORING_SETUP_SQPOLL: a kernel thread spinning per ring, a CPU per VP
+ *     on a machine whose CPUs are the VPs'.
+ *   - One ring for all VPs: a lock on every submission and harvest, and a
+ *     VP would harvest completions for uthreads of other VPs.
+ *   - Waking a ring-parked VP with IORING_OP_MSG_RING: threads that are
+ *     not VPs have no ring to send from; with IORING_OP_FUTEX_WAIT: Linux
+ *     6.7, not 6.1; with a signal: one more handler on the preemption
+ *     signal's path and EINTR to handle everywhere.
+ *   - A thread per blocked op without a pool: thread creation on every
+ *     op; a fixed pool without growth: N readers of N pipes with fewer
+ *     workers deadlock when the writer feeds them in another order.
+ */
+
+#include <fcntl.h>
+#include <liburing.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "defs.h"
+#include "io/io.h"
+#include "sa/io.h"
+
+#define IO_SQ_ENTRIES 256
+#define IO_CQ_ENTRIES 4096
+#define IO_BATCH 32              /* submit once this many entries wait */
+#define IO_REAP_BATCH 64         /* completions read per peek */
+#define IO_MAX_RW 0x7ffff000u    /* most bytes one read or write moves */
+#define IO_POLL_STACK 8          /* sa_poll members on the stack */
+#define IO_POOL_MAX 1024         /* most pool workers */
+#define IO_WORKER_STACK (256 * 1024)
+#define IO_SQE_TRIES 1000        /* submissions refused before we give up */
+
+#define IO_UD_IGNORE 0ull        /* linked timeouts, cancellations */
+#define IO_UD_KICK 1ull          /* the eventfd read of a parked VP */
+#define IO_RES_PENDING INT32_MIN /* no completion yet */
+
+enum io_opcode {
+	IOP_READ,     /* also pread: off >= 0 */
+	IOP_WRITE,    /* also pwrite */
+	IOP_READV,
+	IOP_WRITEV,
+	IOP_ACCEPT,
+	IOP_CONNECT,
+	IOP_RECV,
+	IOP_SEND,
+	IOP_RECVMSG,
+	IOP_SENDMSG,
+	IOP_POLL,
+	IOP_OPENAT,
+	IOP_CLOSE,
+	IOP_FSYNC,
+	IOP_TIMEOUT,  /* sa_poll's time limit */
+	IOP_NR,
+};
+
+struct io_group;
+
+/* struct io_req - one op, on the stack of the uthread that waits for it. */
+struct io_req {
+	uint8_t op;                  /* enum io_opcode */
+	int fd;
+	int flags;                   /* recv/send/accept/openat flags */
+	void *buf;                   /* buffer, iovec, msghdr, sockaddr, path,
+				      * pollfd array */
+	size_t len;                  /* bytes, iovcnt, addrlen, nfds, events */
+	off_t off;                   /* -1: the file position */
+	socklen_t *addrlen;          /* accept */
+	mode_t mode;                 /* openat */
+	uint64_t deadline;           /* monotonic ns; 0: none */
+	uint64_t poll_end;           /* sa_poll's own limit; DEADLINE_NONE */
+	int64_t res;                 /* the result, IO_RES_PENDING until then */
+	struct uthread *ut;          /* who waits */
+	struct io_group *grp;        /* sa_poll member: its group */
+	struct io_req *next;         /* pool backlog link */
+	struct __kernel_timespec ts; /* timeout, read by the kernel at submit */
+};
+
+/* struct io_group - sa_poll's members on a ring; readied when all are done. */
+struct io_group {
+	struct uthread *ut;
+	struct io_req *reqs;
+	uint32_t n, done;
+	bool cancelling;
+};
+
+/* struct io_vp - a VP's ring; owner-only but for ->efd and the counters. */
+struct io_vp {
+	struct io_uring ring;
+	int efd;                     /* kicks a VP parked in the ring */
+	bool kick_armed;             /* its read is in the ring */
+	bool ok;                     /* false: no ring on this VP, use the pool */
+	uint64_t kick_buf;
+	_Atomic uint64_t ops, completions, submits;
+};
+
+/* struct io_worker - a pool thread; parks on ->word until handed a job. */
+struct io_worker {
+	struct io_worker *next;      /* idle list, under io.lock */
+	struct io_req *job;
+	_Atomic uint32_t word;       /* 1: ->job is set */
+};
+
+static struct {
+	int backend;                 /* SA_IO_BACKEND_* */
+	_Atomic uint64_t fallback_ops;
+	spinlock_t lock;             /* the pool: */
+	struct io_worker *idle;
+	struct io_req *head, *tail;  /* jobs no worker took yet */
+	uint32_t nworkers;
+} io;
+
+static struct io_vp io_vp_none = { .ok = false };
+static ssize_t io_call(struct io_req *r);
+static __thread uint64_t io_thread_deadline; /* threads that are not VPs */
+
+static const uint8_t io_uring_opcode[IOP_NR] = {
+	[IOP_READ] = IORING_OP_READ,         [IOP_WRITE] = IORING_OP_WRITE,
+	[IOP_READV] = IORING_OP_READV,       [IOP_WRITEV] = IORING_OP_WRITEV,
+	[IOP_ACCEPT] = IORING_OP_ACCEPT,     [IOP_CONNECT] = IORING_OP_CONNECT,
+	[IOP_RECV] = IORING_OP_RECV,         [IOP_SEND] = IORING_OP_SEND,
+	[IOP_RECVMSG] = IORING_OP_RECVMSG,   [IOP_SENDMSG] = IORING_OP_SENDMSG,
+	[IOP_POLL] = IORING_OP_POLL_ADD,     [IOP_OPENAT] = IORING_OP_OPENAT,
+	[IOP_CLOSE] = IORING_OP_CLOSE,       [IOP_FSYNC] = IORING_OP_FSYNC,
+	[IOP_TIMEOUT] = IORING_OP_TIMEOUT,
+};
+
+/* ------------------------------------------------------------------------
+ * Start-up: choosing the backend
+ */
+
+/* io_probe - 0 if io_uring works here with every opcode we use, else -errno. */
+static int io_probe(void)
+{
+	static const uint8_t extra[] = { IORING_OP_LINK_TIMEOUT, IORING_OP_ASYNC_CANCEL,
+					 IORING_OP_TIMEOUT_REMOVE };
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	int r = io_uring_queue_init(2, &ring, 0);
+
+	if (r < 0)
+		return r;
+	r = 0;
+	if (!(ring.features & IORING_FEAT_NODROP) || !(ring.features & IORING_FEAT_RW_CUR_POS))
+		r = -EOPNOTSUPP;
+	p = io_uring_get_probe_ring(&ring);
+	if (!p)
+		r = -EOPNOTSUPP;
+	for (unsigned i = 0; p && !r && i < IOP_NR; i++)
+		if (!io_uring_opcode_supported(p, io_uring_opcode[i]))
+			r = -EOPNOTSUPP;
+	for (unsigned i = 0; p && !r && i < ARRAY_SIZE(extra); i++)
+		if (!io_uring_opcode_supported(p, extra[i]))
+			r = -EOPNOTSUPP;
+	if (p)
+		io_uring_free_probe(p);
+	io_uring_queue_exit(&ring);
+	return r;
+}
+
+/**
+ * io_init - choose the I/O backend from $SA_IO ("uring", "threads", unset:
+ * io_uring if it works).  Returns 0, or -EINVAL for another value, or the
+ * probe's error when io_uring is forced but does not work (with a message
+ * on stderr, since nothing else would say why start-up failed).
+ */
+int io_init(void)
+{
+	const char *s = getenv("SA_IO");
+	int r;
+
+	if (s && !strcmp(s, "threads")) {
+		io.backend = SA_IO_BACKEND_THREADS;
+		return 0;
+	}
+	if (s && *s && strcmp(s, "uring")) {
+		fprintf(stderr, "libsa: SA_IO=%s: expected \"uring\" or \"threads\"\n", s);
+		return -EINVAL;
+	}
+	r = io_probe();
+	if (r < 0 && s && *s) {
+		fprintf(stderr, "libsa: SA_IO=uring, but io_uring is unavailable: %s\n",
+			strerror(-r));
+		return r;
+	}
+	io.backend = r < 0 ? SA_IO_BACKEND_THREADS : SA_IO_BACKEND_URING;
+	return 0;
+}
+
+void io_stats_add(struct sa_stats *st)
+{
+	st->io_backend = (uint64_t)io.backend;
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct io_vp *iv = rt.vps[i].io;
+
+		if (!iv || !iv->ok)
+			continue;
+		st->io_ops += atomic_load_explicit(&iv->ops, memory_order_relaxed);
+		st->io_completions += atomic_load_explicit(&iv->completions, memory_order_relaxed);
+		st->io_submits += atomic_load_explicit(&iv->submits, memory_order_relaxed);
+	}
+	st->io_fallback_ops = atomic_load(&io.fallback_ops);
+}
+
+/* ------------------------------------------------------------------------
+ * Rings
+ */
+
+static __noinline struct io_vp *io_vp_setup(struct vp *vp)
+{
+	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL,
+				     .cq_entries = IO_CQ_ENTRIES };
+	struct io_vp *iv = calloc(1, sizeof(*iv));
+	int r;
+
+	if (!iv)
+		goto fail;
+	r = io_uring_queue_init_params(IO_SQ_ENTRIES, &iv->ring, &p);
+	if (r == -EINVAL) { /* no SUBMIT_ALL before 5.18 */
+		memset(&p, 0, sizeof(p));
+		p.flags = IORING_SETUP_CQSIZE;
+		p.cq_entries = IO_CQ_ENTRIES;
+		r = io_uring_queue_init_params(IO_SQ_ENTRIES, &iv->ring, &p);
+	}
+	if (r < 0)
+		goto fail;
+	/* Blocking: the ring's read of it must wait, not fail with EAGAIN. */
+	iv->efd = eventfd(0, EFD_CLOEXEC);
+	if (iv->efd < 0) {
+		io_uring_queue_exit(&iv->ring);
+		goto fail;
+	}
+	iv->ok = true;
+	vp->io = iv;
+	return iv;
+fail:
+	free(iv);
+	vp->io = &io_vp_none;
+	return NULL;
+}
+
+/* io_vp_get - @vp's ring, set up on first use; NULL: use the pool. */
+static __always_inline struct io_vp *io_vp_get(struct vp *vp)
+{
+	struct io_vp *iv = vp->io;
+
+	if (unlikely(!iv)) {
+		/* Set-up calls libc and liburing with @vp in hand. */
+		struct vp *np = np_enter();
+
+		iv = io_vp_setup(vp);
+		np_exit(np);
+		return iv;
+	}
+	return iv->ok ? iv : NULL;
+}
+
+static int io_flush(struct io_vp *iv)
+{
+	struct vp *np;
+	int r;
+
+	if (!io_uring_sq_ready(&iv->ring))
+		return 0;
+	np = np_enter(); /* liburing's code is not libsa's: no preemption */
+	do
+		r = io_uring_submit(&iv->ring);
+	while (r == -EINTR);
+	np_exit(np);
+	if (r > 0)
+		stat_inc(&iv->submits);
+	return r;
+}
+
+/*
+ * io_sqe - a free submission entry of @iv, submitting what is queued to
+ * make room.  The kernel refusing submissions for good is not a state the
+ * runtime can wait out (parked uthreads would never wake): it aborts.
+ */
+static struct io_uring_sqe *io_sqe(struct io_vp *iv)
+{
+	for (int i = 0; i < IO_SQE_TRIES; i++) {
+		struct io_uring_sqe *sqe = io_uring_get_sqe(&iv->ring);
+
+		if (likely(sqe))
+			return sqe;
+		io_flush(iv);
+	}
+	sa_panic("io_uring: the kernel accepts no submissions; parked I/O would never finish");
+}
+
+static void io_timespec(uint64_t ns, struct __kernel_timespec *ts)
+{
+	ts->tv_sec = (long long)(ns / NSEC_PER_SEC);
+	ts->tv_nsec = (long long)(ns % NSEC_PER_SEC);
+}
+
+static void io_prep(struct io_uring_sqe *sqe, struct io_req *r)
+{
+	switch (r->op) {
+	case IOP_READ:
+		io_uring_prep_read(sqe, r->fd, r->buf, (unsigned)r->len, (uint64_t)r->off);
+		break;
+	case IOP_WRITE:
+		io_uring_prep_write(sqe, r->fd, r->buf, (unsigned)r->len, (uint64_t)r->off);
+		break;
+	case IOP_READV:
+		io_uring_prep_readv(sqe, r->fd, r->buf, (unsigned)r->len, (uint64_t)-1);
+		break;
+	case IOP_WRITEV:
+		io_uring_prep_writev(sqe, r->fd, r->buf, (unsigned)r->len, (uint64_t)-1);
+		break;
+	case IOP_ACCEPT:
+		io_uring_prep_accept(sqe, r->fd, r->buf, r->addrlen, r->flags);
+		break;
+	case IOP_CONNECT:
+		io_uring_prep_connect(sqe, r->fd, r->buf, (socklen_t)r->len);
+		break;
+	case IOP_RECV:
+		io_uring_prep_recv(sqe, r->fd, r->buf, r->len, r->flags);
+		break;
+	case IOP_SEND:
+		io_uring_prep_send(sqe, r->fd, r->buf, r->len, r->flags);
+		break;
+	case IOP_RECVMSG:
+		io_uring_prep_recvmsg(sqe, r->fd, r->buf, (unsigned)r->flags);
+		break;
+	case IOP_SENDMSG:
+		io_uring_prep_sendmsg(sqe, r->fd, r->buf, (unsigned)r->flags);
+		break;
+	case IOP_POLL:
+		io_uring_prep_poll_add(sqe, r->fd, (unsigned)r->len);
+		break;
+	case IOP_OPENAT:
+		io_uring_prep_openat(sqe, r->fd, r->buf, r->flags, r->mode);
+		break;
+	case IOP_CLOSE:
+		io_uring_prep_close(sqe, r->fd);
+		break;
+	case IOP_FSYNC:
+		io_uring_prep_fsync(sqe, r->fd, 0);
+		break;
+	case IOP_TIMEOUT:
+		io_timespec(r->poll_end, &r->ts);
+		io_uring_prep_timeout(sqe, &r->ts, 0, IORING_TIMEOUT_ABS);
+		break;
+	default:
+		sa_panic("io: unknown opcode %u", r->op);
+	}
+	io_uring_sqe_set_data(sqe, r);
+}
+
+/*
+ * io_group_done - a member of @g completed: cancel the others.  When all
+ * are done, ready the uthread and return true; @g may be gone after that.
+ */
+static bool io_group_done(struct io_vp *iv, struct io_group *g, struct io_req *r)
+{
+	if (!g->cancelling) {
+		g->cancelling = true;
+		for (uint32_t i = 0; i < g->n; i++) {
+			struct io_req *m = &g->reqs[i];
+			struct io_uring_sqe *sqe;
+
+			if (m == r || m->res != IO_RES_PENDING)
+				continue;
+			sqe = io_sqe(iv);
+			if (m->op == IOP_TIMEOUT)
+				io_uring_prep_timeout_remove(sqe, (uint64_t)(uintptr_t)m, 0);
+			else
+				io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)m, 0);
+			io_uring_sqe_set_data64(sqe, IO_UD_IGNORE);
+		}
+	}
+	if (++g->done < g->n)
+		return false;
+	sched_ready(g->ut);
+	return true;
+}
+
+/* io_reap - harvest @vp's completions.  Returns how many uthreads it readied. */
+static unsigned io_reap(struct vp *vp, struct io_vp *iv)
+{
+	struct io_uring_cqe *cqes[IO_REAP_BATCH];
+	struct { uint64_t ud; int32_t res; } got[IO_REAP_BATCH];
+	unsigned n, readied = 0;
+
+	do {
+		struct vp *np = np_enter();
+
+		n = io_uring_peek_batch_cqe(&iv->ring, cqes, IO_REAP_BATCH);
+		np_exit(np);
+		for (unsigned i = 0; i < n; i++) {
+			got[i].ud = cqes[i]->user_data;
+			got[i].res = cqes[i]->res;
+		}
+		/* Free the slots first: what follows may submit. */
+		io_uring_cq_advance(&iv->ring, n);
+		for (unsigned i = 0; i < n; i++) {
+			struct io_req *r = (struct io_req *)(uintptr_t)got[i].ud;
+
+			if (got[i].ud == IO_UD_IGNORE)
+				continue;
+			if (got[i].ud == IO_UD_KICK) {
+				iv->kick_armed = false;
+				continue;
+			}
+			SA_BUG_ON(vp->io_inflight == 0);
+			vp->io_inflight--;
+			stat_inc(&iv->completions);
+			r->res = got[i].res;
+			if (r->grp) {
+				readied += io_group_done(iv, r->grp, r);
+			} else {
+				/* @r may be gone as soon as its uthread runs. */
+				sched_ready(r->ut);
+				readied++;
+			}
+		}
+	} while (n == IO_REAP_BATCH);
+	return readied;
+}
+
+/**
+ * __io_pass - slow path of io_pass(): submit by the batching rule (always
+ * when @idle), then harvest.  Called on @vp's own kernel thread only.
+ */
+void __io_pass(struct vp *vp, bool idle)
+{
+	struct io_vp *iv = vp->io;
+	unsigned queued = io_uring_sq_ready(&iv->ring);
+
+	if (queued && (idle || queued >= IO_BATCH ||
+		       (!atomic_load_explicit(&vp->nr_queued, memory_order_relaxed) &&
+			!atomic_load_explicit(&vp->next, memory_order_relaxed))))
+		io_flush(iv);
+	io_reap(vp, iv);
+}
+
+bool io_idle_wait(struct vp *vp, uint64_t deadline)
+{
+	struct io_vp *iv = vp->io;
+	struct __kernel_timespec ts, *tsp = NULL;
+	struct io_uring_cqe *cqe;
+	unsigned queued;
+	int r;
+
+	if (!iv->kick_armed) {
+		struct io_uring_sqe *sqe = io_sqe(iv);
+
+		io_uring_prep_read(sqe, iv->efd, &iv->kick_buf, sizeof(iv->kick_buf), (uint64_t)-1);
+		io_uring_sqe_set_data64(sqe, IO_UD_KICK);
+		iv->kick_armed = true;
+	}
+	if (deadline != DEADLINE_NONE) {
+		uint64_t now = now_ns();
+
+		if (deadline <= now)
+			return true;
+		io_timespec(deadline - now, &ts);
+		tsp = &ts;
+	}
+	queued = io_uring_sq_ready(&iv->ring);
+	r = io_uring_submit_and_wait_timeout(&iv->ring, &cqe, 1, tsp, NULL);
+	if (queued && r >= 0)
+		stat_inc(&iv->submits);
+	if (io_reap(vp, iv))
+		return true;
+	return r == -ETIME;
+}
+
+void io_kick(struct vp *vp)
+{
+	uint64_t one = 1;
+
+	while (write(vp->io->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * io_ring_call - run @r on @vp's ring and park until it completes.
+ * Returns the op's result, -ETIMEDOUT if its deadline cancelled it.
+ */
+static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
+{
+	struct io_uring_sqe *sqe;
+
+	if (r->deadline && io_uring_sq_space_left(&iv->ring) < 2)
+		io_flush(iv); /* the op and its timeout go in together */
+	sqe = io_sqe(iv);
+	io_prep(sqe, r);
+	if (r->deadline) {
+		struct io_uring_sqe *t;
+
+		sqe->flags |= IOSQE_IO_LINK;
+		t = io_sqe(iv);
+		io_timespec(r->deadline, &r->ts);
+		io_uring_prep_link_timeout(t, &r->ts, IORING_TIMEOUT_ABS);
+		io_uring_sqe_set_data64(t, IO_UD_IGNORE);
+	}
+	r->res = IO_RES_PENDING;
+	r->ut = vp->cur;
+	vp->io_inflight++;
+	stat_inc(&iv->ops);
+	sched_park_unlock(NULL);
+	/* Maybe on another VP now; @r is ours again. */
+	if (r->deadline && r->res == -ECANCELED)
+		return -ETIMEDOUT;
+	if (r->res == -EINTR) { /* never returned: time out or go again */
+		if (r->deadline && now_ns() >= r->deadline)
+			return -ETIMEDOUT;
+		return io_call(r);
+	}
+	return (ssize_t)r->res;
+}
+
+/* ------------------------------------------------------------------------
+ * Plain system calls: threads that are not VPs, and the pool's workers
+ */
+
+/* io_wait_ready - poll @fd for @events until @deadline.  0 when ready. */
+static int io_wait_ready(int fd, short events, uint64_t deadline)
+{
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = events };
+		uint64_t now = now_ns();
+		struct timespec ts;
+		int n;
+
+		ns_to_timespec(deadline > now ? deadline - now : 0, &ts);
+		n = ppoll(&p, 1, &ts, NULL);
+		if (n > 0)
+			return 0; /* ready, or an error the call will report */
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (n == 0 && now_ns() >= deadline)
+			return -ETIMEDOUT;
+	}
+}
+
+/* io_connect_finish - connect(2) was interrupted: the kernel goes on
+ * connecting; wait for it and fetch the outcome. */
+static int io_connect_finish(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLOUT };
+	socklen_t len = sizeof(int);
+	int err = 0;
+
+	while (poll(&p, 1, -1) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+		return -errno;
+	return -err;
+}
+
+static int io_sync_poll(struct io_req *r)
+{
+	uint64_t end = r->poll_end;
+
+	if (r->deadline && r->deadline < end)
+		end = r->deadline;
+	for (;;) {
+		struct timespec ts, *tsp = NULL;
+		uint64_t now = 0;
+		int n;
+
+		if (end != DEADLINE_NONE) {
+			now = now_ns();
+			ns_to_timespec(end > now ? end - now : 0, &ts);
+			tsp = &ts;
+		}
+		n = ppoll(r->buf, (nfds_t)r->len, tsp, NULL);
+		if (n > 0)
+			return n;
+		if (n < 0 && errno != EINTR)
+			return -errno;
+		if (end != DEADLINE_NONE && now_ns() >= end)
+			return end == r->poll_end ? 0 : -ETIMEDOUT;
+	}
+}
+
+static short io_ready_events(uint8_t op)
+{
+	switch (op) {
+	case IOP_READ: case IOP_READV: case IOP_RECV: case IOP_RECVMSG: case IOP_ACCEPT:
+		return POLLIN;
+	case IOP_WRITE: case IOP_WRITEV: case IOP_SEND: case IOP_SENDMSG:
+		return POLLOUT;
+	default:
+		return 0;
+	}
+}
+
+/* io_sync - @r as a blocking system call; EINTR restarts it. */
+static ssize_t io_sync(struct io_req *r)
+{
+	short ev = io_ready_events(r->op);
+
+	if (r->op == IOP_POLL)
+		return io_sync_poll(r);
+	if (r->deadline && ev && r->off < 0) {
+		int w = io_wait_ready(r->fd, ev, r->deadline);
+
+		if (w)
+			return w;
+	}
+	for (;;) {
+		ssize_t n;
+
+		switch (r->op) {
+		case IOP_READ:
+			n = r->off < 0 ? read(r->fd, r->buf, r->len) : pread(r->fd, r->buf, r->len, r->off);
+			break;
+		case IOP_WRITE:
+			n = r->off < 0 ? write(r->fd, r->buf, r->len) : pwrite(r->fd, r->buf, r->len, r->off);
+			break;
+		case IOP_READV:
+			n = readv(r->fd, r->buf, (int)r->len);
+			break;
+		case IOP_WRITEV:
+			n = writev(r->fd, r->buf, (int)r->len);
+			break;
+		case IOP_ACCEPT:
+			n = accept4(r->fd, r->buf, r->addrlen, r->flags);
+			break;
+		case IOP_CONNECT:
+			n = connect(r->fd, r->buf, (socklen_t)r->len);
+			if (n < 0 && errno == EINTR)
+				return io_connect_finish(r->fd);
+			break;
+		case IOP_RECV:
+			n = recv(r->fd, r->buf, r->len, r->flags);
+			break;
+		case IOP_SEND:
+			n = send(r->fd, r->buf, r->len, r->flags);
+			break;
+		case IOP_RECVMSG:
+			n = recvmsg(r->fd, r->buf, r->flags);
+			break;
+		case IOP_SENDMSG:
+			n = sendmsg(r->fd, r->buf, r->flags);
+			break;
+		case IOP_OPENAT:
+			n = openat(r->fd, r->buf, r->flags, r->mode);
+			break;
+		case IOP_CLOSE:
+			n = close(r->fd);
+			if (n < 0 && errno == EINTR)
+				return 0; /* Linux has released the descriptor */
+			break;
+		case IOP_FSYNC:
+			n = fsync(r->fd);
+			break;
+		default:
+			sa_panic("io: unknown opcode %u", r->op);
+		}
+		if (n >= 0)
+			return n;
+		if (errno != EINTR)
+			return -errno;
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * The thread pool
+ */
+
+static void *io_worker_main(void *arg)
+{
+	struct io_worker *w = arg;
+	struct io_req *r = w->job;
+
+	for (;;) {
+		struct uthread *ut = r->ut;
+
+		r->res = io_sync(r);
+		sched_ready(ut); /* @r may be gone from here on */
+
+		spin_lock(&io.lock);
+		r = io.head;
+		if (r) {
+			io.head = r->next;
+			if (!io.head)
+				io.tail = NULL;
+			spin_unlock(&io.lock);
+			continue;
+		}
+		atomic_store_explicit(&w->word, 0, memory_order_relaxed);
+		w->next = io.idle;
+		io.idle = w;
+		spin_unlock(&io.lock);
+		while (!atomic_load_explicit(&w->word, memory_order_acquire))
+			futex_wait(&w->word, 0, NULL);
+		r = w->job;
+	}
+	return NULL;
+}
+
+/* io_worker_start - a new worker whose first job is @r.  0 or -errno. */
+static int io_worker_start(struct io_req *r)
+{
+	struct io_worker *w = calloc(1, sizeof(*w));
+	sigset_t all, old;
+	pthread_attr_t a;
+	pthread_t th;
+	int e;
+
+	if (!w)
+		return -ENOMEM;
+	w->job = r;
+	pthread_attr_init(&a);
+	pthread_attr_setstacksize(&a, IO_WORKER_STACK);
+	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+	/* Workers take no signals: the program's handlers run on its threads. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&th, &a, io_worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&a);
+	if (e) {
+		free(w);
+		return -e;
+	}
+	return 0;
+}
+
+/* io_pool_submit - hand @r to a worker.  False if no worker can ever run it. */
+static bool io_pool_submit(struct io_req *r)
+{
+	struct io_worker *w;
+
+	spin_lock(&io.lock);
+	w = io.idle;
+	if (w) {
+		io.idle = w->next;
+		w->job = r;
+		spin_unlock(&io.lock);
+		atomic_store_explicit(&w->word, 1, memory_order_release);
+		futex_wake(&w->word, 1);
+		return true;
+	}
+	if (io.nworkers < IO_POOL_MAX) {
+		io.nworkers++;
+		spin_unlock(&io.lock);
+		if (io_worker_start(r) == 0)
+			return true;
+		spin_lock(&io.lock);
+		io.nworkers--;
+		if (!io.nworkers) {
+			spin_unlock(&io.lock);
+			return false;
+		}
+	}
+	r->next = NULL;
+	if (io.tail)
+		io.tail->next = r;
+	else
+		io.head = r;
+	io.tail = r;
+	spin_unlock(&io.lock);
+	return true;
+}
+
+static ssize_t io_pool_call(struct vp *vp, struct io_req *r)
+{
+	atomic_fetch_add_explicit(&io.fallback_ops, 1, memory_order_relaxed);
+	r->ut = vp->cur;
+	if (!io_pool_submit(r))
+		return io_sync(r); /* no thread to be had: block this VP */
+	/* A worker may finish first: sched_ready() waits for our switch. */
+	sched_park_unlock(NULL);
+	return (ssize_t)r->res;
+}
+
+/* ------------------------------------------------------------------------
+ * Dispatch
+ */
+
+static __always_inline uint64_t io_deadline_self(struct vp *vp)
+{
+	return vp ? vp->cur->io_deadline : io_thread_deadline;
+}
+
+/* io_call - run @r the way the caller's kind of thread and the backend say. */
+static ssize_t io_call(struct io_req *r)
+{
+	struct vp *vp = vp_self();
+	struct io_vp *iv;
+
+	r->deadline = r->op == IOP_CLOSE ? 0 : io_deadline_self(vp);
+	if (!vp)
+		return io_sync(r);
+	if (io.backend == SA_IO_BACKEND_URING && (iv = io_vp_get(vp)) != NULL)
+		return io_ring_call(vp, iv, r);
+	return io_pool_call(vp, r);
+}
+
+/*
+ * io_fd_call - run @r, an op that may wait for its descriptor.  If the
+ * descriptor is O_NONBLOCK, or @dontwait, the op must not wait, which a
+ * ring would do (see the design notes): then the plain system call, which
+ * cannot block, runs right here.  An fcntl error (a bad descriptor) goes
+ * that way too, and the call itself reports it.
+ */
+static ssize_t io_fd_call(struct io_req *r, bool dontwait)
+{
+	if (vp_self()) {
+		int fl = dontwait ? 0 : fcntl(r->fd, F_GETFL);
+
+		if (dontwait || fl < 0 || (fl & O_NONBLOCK)) {
+			r->deadline = 0;
+			return io_sync(r);
+		}
+	}
+	return io_call(r);
+}
+
+/*
+ * io_at_call - run @r, a pread or pwrite.  A ring would read a pipe or
+ * socket at the "offset" where pread(2) fails with ESPIPE, so a descriptor
+ * that cannot seek gets the plain call, which fails at once.
+ */
+static ssize_t io_at_call(struct io_req *r)
+{
+	if (r->off < 0)
+		return -EINVAL;
+	if (vp_self() && lseek(r->fd, 0, SEEK_CUR) < 0)
+		return io_sync(r);
+	return io_call(r);
+}
+
+SA_EXPORT ssize_t sa_read(int fd, void *buf, size_t count)
+{
+	struct io_req r = { .op = IOP_READ, .fd = fd, .buf = buf,
+			    .len = count > IO_MAX_RW ? IO_MAX_RW : count, .off = -1 };
+
+	return io_fd_call(&r, false);
+}
+
+SA_EXPORT ssize_t sa_write(int fd, const void *buf, size_t count)
+{
+	struct io_req r = { .op = IOP_WRITE, .fd = fd, .buf = (void *)buf,
+			    .len = count > IO_MAX_RW ? IO_MAX_RW : count, .off = -1 };
+
+	return io_fd_call(&r, false);
+}
+
+SA_EXPORT ssize_t sa_pread(int fd, void *buf, size_t count, off_t offset)
+{
+	struct io_req r = { .op = IOP_READ, .fd = fd, .buf = buf,
+			    .len = count > IO_MAX_RW ? IO_MAX_RW : count, .off = offset };
+
+	return io_at_call(&r);
+}
+
+SA_EXPORT ssize_t sa_pwrite(int fd, const void *buf, size_t count, off_t offset)
+{
+	struct io_req r = { .op = IOP_WRITE, .fd = fd, .buf = (void *)buf,
+			    .len = count > IO_MAX_RW ? IO_MAX_RW : count, .off = offset };
+
+	return io_at_call(&r);
+}
+
+SA_EXPORT ssize_t sa_readv(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct io_req r = { .op = IOP_READV, .fd = fd, .buf = (void *)iov,
+			    .len = (size_t)iovcnt, .off = -1 };
+
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	return io_fd_call(&r, false);
+}
+
+SA_EXPORT ssize_t sa_writev(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct io_req r = { .op = IOP_WRITEV, .fd = fd, .buf = (void *)iov,
+			    .len = (size_t)iovcnt, .off = -1 };
+
+	if (iovcnt < 0 || iovcnt > IOV_MAX)
+		return -EINVAL;
+	return io_fd_call(&r, false);
+}
+
+SA_EXPORT int sa_accept(int fd, struct sockaddr *addr, socklen_t *addrlen, int flags)
+{
+	struct io_req r = { .op = IOP_ACCEPT, .fd = fd, .buf = addr, .addrlen = addrlen,
+			    .flags = flags, .off = -1 };
+
+	return (int)io_fd_call(&r, false);
+}
+
+SA_EXPORT int sa_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+	struct io_req r = { .op = IOP_CONNECT, .fd = fd, .buf = (void *)addr,
+			    .len = addrlen, .off = -1 };
+
+	return (int)io_fd_call(&r, false);
+}
+
+SA_EXPORT ssize_t sa_recv(int fd, void *buf, size_t len, int flags)
+{
+	struct io_req r = { .op = IOP_RECV, .fd = fd, .buf = buf, .flags = flags,
+			    .len = len > IO_MAX_RW ? IO_MAX_RW : len, .off = -1 };
+
+	return io_fd_call(&r, flags & MSG_DONTWAIT);
+}
+
+SA_EXPORT ssize_t sa_send(int fd, const void *buf, size_t len, int flags)
+{
+	struct io_req r = { .op = IOP_SEND, .fd = fd, .buf = (void *)buf, .flags = flags,
+			    .len = len > IO_MAX_RW ? IO_MAX_RW : len, .off = -1 };
+
+	return io_fd_call(&r, flags & MSG_DONTWAIT);
+}
+
+SA_EXPORT ssize_t sa_recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	struct io_req r = { .op = IOP_RECVMSG, .fd = fd, .buf = msg, .flags = flags,
+			    .off = -1 };
+
+	return io_fd_call(&r, flags & MSG_DONTWAIT);
+}
+
+SA_EXPORT ssize_t sa_sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	struct io_req r = { .op = IOP_SENDMSG, .fd = fd, .buf = (void *)msg,
+			    .flags = flags, .off = -1 };
+
+	return io_fd_call(&r, flags & MSG_DONTWAIT);
+}
+
+SA_EXPORT int sa_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct io_req r = { .op = IOP_OPENAT, .fd = dirfd, .buf = (void *)path,
+			    .flags = flags, .mode = mode, .off = -1 };
+
+	return (int)io_call(&r);
+}
+
+SA_EXPORT int sa_close(int fd)
+{
+	struct io_req r = { .op = IOP_CLOSE, .fd = fd, .off = -1 };
+
+	return (int)io_call(&r);
+}
+
+SA_EXPORT int sa_fsync(int fd)
+{
+	struct io_req r = { .op = IOP_FSYNC, .fd = fd, .off = -1 };
+
+	return (int)io_call(&r);
+}
+
+/* ------------------------------------------------------------------------
+ * sa_poll
+ */
+
+/* io_ring_poll - sa_poll on @vp's ring: a group of POLL_ADDs and a timeout. */
+static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
+{
+	struct pollfd *fds = pr->buf;
+	nfds_t nfds = (nfds_t)pr->len;
+	struct io_req stack_reqs[IO_POLL_STACK + 1], *reqs = stack_reqs;
+	uint64_t end = pr->poll_end;
+	struct io_group g = { .ut = vp->cur };
+	int count = 0, err = 0;
+	uint32_t n = 0;
+
+	if (pr->deadline && pr->deadline < end)
+		end = pr->deadline;
+	for (nfds_t i = 0; i < nfds; i++)
+		n += fds[i].fd >= 0;
+	if (n + 1 > ARRAY_SIZE(stack_reqs)) {
+		struct vp *np = np_enter(); /* we keep @vp and @iv */
+
+		reqs = calloc(n + 1, sizeof(*reqs));
+		np_exit(np);
+		if (!reqs)
+			return -ENOMEM;
+	}
+	n = 0;
+	for (nfds_t i = 0; i < nfds; i++) {
+		if (fds[i].fd < 0)
+			continue;
+		reqs[n] = (struct io_req){ .op = IOP_POLL, .fd = fds[i].fd, .off = (off_t)i,
+					   .len = (uint16_t)fds[i].events, .grp = &g,
+					   .res = IO_RES_PENDING };
+		n++;
+	}
+	if (end != DEADLINE_NONE)
+		reqs[n++] = (struct io_req){ .op = IOP_TIMEOUT, .poll_end = end, .grp = &g,
+					     .res = IO_RES_PENDING };
+	g.reqs = reqs;
+	g.n = n;
+	if (n == 0) {
+		/* No descriptor and no limit: poll(2) would sleep for good. */
+		for (;;)
+			sa_sleep_ns(UINT64_MAX);
+	}
+	for (uint32_t i = 0; i < n; i++)
+		io_prep(io_sqe(iv), &reqs[i]);
+	vp->io_inflight += n;
+	atomic_store_explicit(&iv->ops, atomic_load_explicit(&iv->ops, memory_order_relaxed) + n,
+			      memory_order_relaxed);
+	sched_park_unlock(NULL);
+
+	for (nfds_t i = 0; i < nfds; i++)
+		fds[i].revents = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		struct io_req *m = &reqs[i];
+		short revents = 0;
+
+		if (m->op == IOP_TIMEOUT)
+			continue;
+		if (m->res > 0)
+			revents = (short)m->res;
+		else if (m->res == -EBADF)
+			revents = POLLNVAL;
+		else if (m->res < 0 && m->res != -ECANCELED && !err)
+			err = (int)m->res;
+		fds[m->off].revents = revents;
+		count += revents != 0;
+	}
+	if (reqs != stack_reqs)
+		free(reqs);
+	if (count)
+		return count;
+	if (err)
+		return err;
+	return end == pr->poll_end ? 0 : -ETIMEDOUT;
+}
+
+SA_EXPORT int sa_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
+{
+	struct vp *vp = vp_self();
+	struct io_req r = { .op = IOP_POLL, .buf = fds, .len = nfds, .off = -1,
+			    .poll_end = DEADLINE_NONE };
+	struct io_vp *iv;
+	int n;
+
+	r.deadline = io_deadline_self(vp);
+	if (timeout_ms >= 0)
+		r.poll_end = now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	if (!vp)
+		return io_sync_poll(&r);
+	/* One look without waiting answers most calls, with poll(2)'s revents. */
+	do
+		n = poll(fds, nfds, 0);
+	while (n < 0 && errno == EINTR);
+	if (n != 0)
+		return n < 0 ? -errno : n;
+	if (timeout_ms == 0)
+		return 0;
+	if (r.deadline && r.deadline <= now_ns())
+		return -ETIMEDOUT;
+	if (io.backend == SA_IO_BACKEND_URING && (iv = io_vp_get(vp)) != NULL)
+		return io_ring_poll(vp, iv, &r);
+	return (int)io_pool_call(vp, &r);
+}
+
+/* ------------------------------------------------------------------------
+ * Deadlines
+ */
+
+SA_EXPORT int sa_io_set_deadline(clockid_t clk, const struct timespec *abs)
+{
+	struct vp *vp = vp_self();
+	uint64_t d = 0;
+
+	if (abs) {
+		int r = deadline_from_abs(clk, abs, &d);
+
+		if (r)
+			return r;
+		if (!d)
+			d = 1; /* 0 means none */
+	} else if (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME) {
+		return -EINVAL;
+	}
+	if (vp)
+		vp->cur->io_deadline = d;
+	else
+		io_thread_deadline = d;
+	return 0;
+}
