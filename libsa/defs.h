@@ -453,12 +453,38 @@ enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
 
 extern struct runtime rt;
 
+/*
+ * Which VP a kernel thread carries.  Natively it is the __thread variable
+ * sa_tls_vp, read through %fs.  In the per-uthread TLS mode (tls.c) %fs
+ * belongs to the running uthread and changes at every switch, so a
+ * uthread's own block holds VP_VIA_GS there instead, and the answer comes
+ * from the %gs base, which glibc leaves alone on x86-64 and which stays
+ * with the kernel thread:
+ *
+ *   vp_gs_slots[0] is always NULL and slot i + 1 holds &rt.vps[i].  A
+ *   kernel thread that carries VP i sets its gs base to the byte offset of
+ *   slot i + 1 (vp_gs_attach()), and %gs:vp_gs_slots(%rip) reads gs base +
+ *   &vp_gs_slots: its slot.  With a gs base never set (0) the same load
+ *   reads slot 0, NULL, with no test and no fault.
+ *
+ * Rejected: %gs alone.  clone() copies the gs base into every thread the
+ * carrier creates, glibc's own helper threads (SIGEV_THREAD timers, AIO)
+ * included, and those must not believe they carry the VP.  A fresh thread
+ * gets a fresh TLS block, where sa_tls_vp is NULL, so the %fs word is what
+ * tells a carrier (or a uthread on one) from its children.  The native
+ * path stays one load and a branch that is never taken.
+ */
+#define VP_VIA_GS ((struct vp *)1)
+
 extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+extern struct vp *vp_gs_slots[SA_VPS_MAX + 1] __attribute__((visibility("hidden")));
+void vp_gs_attach(struct vp *vp);
 
 /*
  * vp_self - the VP the caller runs on, or NULL on a thread that is not a VP.
- * Read fresh from %fs every time: a uthread can move to another kernel
- * thread at any switch, so the compiler must never cache the TLS address.
+ * Fast path: one %fs load.  Read fresh every time: a uthread can move to
+ * another kernel thread at any switch, so the compiler must never cache
+ * the TLS address or the answer.
  */
 static __always_inline struct vp *vp_self(void)
 {
@@ -467,6 +493,8 @@ static __always_inline struct vp *vp_self(void)
 
 	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
 	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
+	if (unlikely(v == VP_VIA_GS))
+		asm volatile("movq %%gs:vp_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
 	return v;
 }
 

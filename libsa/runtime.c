@@ -15,6 +15,7 @@
  * ends any thread).  With SA_STATS=1 the counters go to stderr first.
  */
 
+#include <asm/prctl.h>
 #include <sched.h>
 #include <stdarg.h>
 
@@ -25,6 +26,7 @@
 
 struct runtime rt;
 __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+struct vp *vp_gs_slots[SA_VPS_MAX + 1];
 
 void sa_panic(const char *fmt, ...)
 {
@@ -99,12 +101,27 @@ static void stack_bounds_of_self(struct uthread *ut)
 	pthread_attr_destroy(&a);
 }
 
+/**
+ * vp_gs_attach - the calling kernel thread carries @vp from now on: set its
+ * sa_tls_vp, and point its gs base at @vp's slot in vp_gs_slots for the
+ * uthreads with TLS blocks of their own (see vp_self()).
+ */
+void vp_gs_attach(struct vp *vp)
+{
+	unsigned long off = (vp->index + 1) * sizeof(vp_gs_slots[0]);
+
+	vp_gs_slots[vp->index + 1] = vp;
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, off))
+		sa_panic("arch_prctl(ARCH_SET_GS) failed: %s", strerror(errno));
+	sa_tls_vp = vp;
+}
+
 static void *vp_thread_main(void *arg)
 {
 	struct vp *vp = arg;
 	struct uthread *idle = vp->idle;
 
-	sa_tls_vp = vp;
+	vp_gs_attach(vp);
 	stack_altstack_setup(&vp->altstack);
 	stack_bounds_of_self(idle);
 	san_thread_adopt(idle);
@@ -243,7 +260,7 @@ static int rt_init(unsigned n)
 	rt.main_ut = me;
 	vps[0].cur = me;
 	vps[0].thread = pthread_self();
-	sa_tls_vp = &vps[0];
+	vp_gs_attach(&vps[0]);
 	stack_altstack_setup(&vps[0].altstack);
 	return 0;
 
