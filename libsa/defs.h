@@ -181,6 +181,7 @@ enum ut_flags {
 	UTF_MAIN = 1u << 1,     /* the thread that started the runtime */
 	UTF_EXTERNAL = 1u << 2, /* a kernel thread that is not a uthread */
 	UTF_IDLE = 1u << 3,     /* a VP's idle context */
+	UTF_TLS = 1u << 4,      /* runs on a TLS block of its own (->tp, tls.c) */
 };
 
 struct vp;
@@ -223,6 +224,7 @@ struct __cacheline_aligned uthread {
 	size_t guard;               /* guard bytes below stack_lo */
 	uint8_t stack_class;        /* size class in stack.c */
 	char name[16];
+	void *tp;                   /* its thread pointer when UTF_TLS */
 
 	/* line 3: waiting */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
@@ -238,6 +240,9 @@ static inline sa_uthread_t ut_handle(struct uthread *ut)
 }
 
 /* uthread.c */
+int ut_spawn(sa_uthread_t *out, const sa_attr_t *attr, void *(*fn)(void *),
+	     void *arg, void **tp);
+int ut_stack_of(sa_uthread_t h, void **lo, size_t *size, size_t *guard);
 struct uthread *ut_alloc(void);
 void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
@@ -414,6 +419,7 @@ struct vp {
 	void *altstack;
 	void *idle_stack;
 	size_t idle_stack_size;
+	void *kfs;                    /* the carrier's own thread pointer */
 } __cacheline_aligned;
 
 _Static_assert(offsetof(struct vp, cur) == 0, "vp: cur first");
@@ -447,6 +453,7 @@ struct runtime {
 	_Atomic uint64_t ext_spawned, ext_exited, ext_wakes;
 	_Atomic uint64_t stacks_mapped, stacks_released;
 	bool print_stats;
+	bool tls_mode;                 /* every uthread gets a TLS block (tls.c) */
 };
 
 enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
@@ -512,6 +519,30 @@ static __always_inline int rt_start(void)
 	if (likely(atomic_load_explicit(&rt.state, memory_order_acquire) == RT_RUNNING))
 		return 0;
 	return rt_ensure();
+}
+
+/* tls.c: the per-uthread TLS mode */
+int tls_enable(void);
+int tls_alloc(struct uthread *ut);
+void tls_adopt(struct uthread *ut);
+void tls_free(struct uthread *ut);
+void tls_thread_start(void);
+void tls_thread_exit(void);
+void tls_record_vp(struct vp *vp);
+sa_uthread_t tls_handle_of(const void *tp);
+void __tls_switch(struct vp *vp, struct uthread *next);
+
+/*
+ * tls_switch - point %fs at @next's TLS block if either side of the switch
+ * from @prev runs on a block of its own.  Fast path: a flag test on line 0,
+ * which switch_to() reads anyway; slow path out of line (tls.c).
+ * WARNING: from here to sa_ctx_switch() no code may touch %fs-relative TLS.
+ */
+static __always_inline void tls_switch(struct vp *vp, struct uthread *prev,
+				       struct uthread *next)
+{
+	if (unlikely((prev->flags | next->flags) & UTF_TLS))
+		__tls_switch(vp, next);
 }
 
 /* sched.c */

@@ -122,6 +122,7 @@ static void *vp_thread_main(void *arg)
 	struct uthread *idle = vp->idle;
 
 	vp_gs_attach(vp);
+	tls_record_vp(vp);
 	stack_altstack_setup(&vp->altstack);
 	stack_bounds_of_self(idle);
 	san_thread_adopt(idle);
@@ -211,6 +212,12 @@ static int rt_init(unsigned n)
 			goto fail_free;
 		sa_ctx_init(&idle0->ctx, idle0->stack_hi, vp0_idle_entry);
 		san_fiber_create(idle0);
+		/* The main uthread keeps the main thread's TLS block and may
+		 * move away: VP 0's idle context needs a block of its own. */
+		if (rt.tls_mode && tls_alloc(idle0)) {
+			stack_free(idle0);
+			goto fail_free;
+		}
 	}
 
 	rt.vps = vps;
@@ -261,6 +268,9 @@ static int rt_init(unsigned n)
 	vps[0].cur = me;
 	vps[0].thread = pthread_self();
 	vp_gs_attach(&vps[0]);
+	tls_record_vp(&vps[0]);
+	if (rt.tls_mode)
+		tls_adopt(me);
 	stack_altstack_setup(&vps[0].altstack);
 	return 0;
 
