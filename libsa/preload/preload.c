@@ -28,11 +28,15 @@
  * take a pthread_t (and glibc's internal calls to pthread_self()) would
  * then see a value that is not a TCB.
  *
- * The main thread becomes the main uthread on VP 0 when the shim starts:
- * in its constructor, or earlier, at the first pthread call, when a
- * library initialised before the shim (its constructor runs first)
- * already creates threads.  Every entry point calls preload_start(); after
- * the start it costs one predictable branch.
+ * The shim starts in its constructor, or earlier, at the first pthread
+ * call, when a library initialised before the shim (its constructor runs
+ * first) already uses threads: every entry point calls preload_start(),
+ * which after the start costs one predictable branch.  The VPs start at
+ * the first pthread_create(), and the thread that calls it, normally the
+ * main thread, becomes the main uthread on VP 0.  Until then the program
+ * is exactly what it was (a shell that forks pays nothing); a mutex or key
+ * used before is used as libsa's external thread, whose record the main
+ * uthread inherits.
  *
  * Objects.  The sync objects live in the program's own pthread_mutex_t,
  * pthread_cond_t, ... storage.  The libsa object fits in each (checked at
@@ -132,10 +136,10 @@ static void real_init(void)
 }
 
 /**
- * __preload_start - slow path of preload_start(): start the runtime in the
- * TLS mode with the calling (main) thread as the main uthread.  A second
- * caller waits for the first.  A failure is fatal: the program cannot run
- * without its threads, so it ends with status 127 and a message.
+ * __preload_start - slow path of preload_start(): find the C library's
+ * functions and switch libsa to the TLS mode.  A second caller waits for
+ * the first.  A failure is fatal: the program cannot run without its
+ * threads, so it ends with status 127 and a message.
  */
 void __preload_start(void)
 {
@@ -158,15 +162,30 @@ void __preload_start(void)
 		pthread_attr_destroy(&a);
 	}
 	r = tls_enable();
-	if (r == 0)
-		r = sa_init(0);
+	if (r) {
+		fprintf(stderr, "libsa-preload: cannot start: %s\n", strerror(-r));
+		_exit(127);
+	}
+	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
+}
+
+/*
+ * runtime_start - start the VPs, at the first pthread_create().  A program
+ * that never makes a thread (a shell, a compiler started by a build) then
+ * pays nothing and forks as it always did.  The caller, normally the main
+ * thread, becomes a uthread.
+ */
+static __noinline void runtime_start(void)
+{
+	int saved_errno = errno, r = sa_init(0);
+
+	errno = saved_errno; /* pthread_create() leaves errno alone */
 	if (r) {
 		fprintf(stderr, "libsa-preload: cannot start the runtime: %s%s\n",
 			strerror(-r),
 			r == -EINVAL ? " (SA_VPS must be a number from 1 to 256)" : "");
 		_exit(127);
 	}
-	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
 }
 
 __attribute__((constructor)) static void preload_ctor(void)
@@ -217,6 +236,8 @@ SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 	preload_start();
 	if (!thread || !fn)
 		return EINVAL;
+	if (unlikely(atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING))
+		runtime_start();
 	r = attr_to_sa(pa, &a);
 	if (r)
 		return r;
