@@ -196,6 +196,7 @@ enum ut_flags {
 	UTF_MAIN = 1u << 1,     /* the thread that started the runtime */
 	UTF_EXTERNAL = 1u << 2, /* a kernel thread that is not a uthread */
 	UTF_IDLE = 1u << 3,     /* a VP's idle context */
+	UTF_TLS = 1u << 4,      /* runs on a TLS block of its own (->tp, tls.c) */
 };
 
 struct vp;
@@ -239,6 +240,7 @@ struct __cacheline_aligned uthread {
 	size_t guard;               /* guard bytes below stack_lo */
 	uint8_t stack_class;        /* size class in stack.c */
 	char name[16];
+	void *tp;                   /* its thread pointer when UTF_TLS */
 
 	/* line 3: waiting */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
@@ -255,6 +257,9 @@ static inline sa_uthread_t ut_handle(struct uthread *ut)
 }
 
 /* uthread.c */
+int ut_spawn(sa_uthread_t *out, const sa_attr_t *attr, void *(*fn)(void *),
+	     void *arg, void **tp);
+int ut_stack_of(sa_uthread_t h, void **lo, size_t *size, size_t *guard);
 struct uthread *ut_alloc(void);
 void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
@@ -444,6 +449,7 @@ struct vp {
 	void *altstack;
 	void *idle_stack;
 	size_t idle_stack_size;
+	void *kfs;                    /* the carrier's own thread pointer */
 } __cacheline_aligned;
 
 _Static_assert(offsetof(struct vp, cur) == 0, "vp: cur first");
@@ -479,18 +485,45 @@ struct runtime {
 	_Atomic uint64_t ext_spawned, ext_exited, ext_wakes;
 	_Atomic uint64_t stacks_mapped, stacks_released;
 	bool print_stats;
+	bool tls_mode;                 /* every uthread gets a TLS block (tls.c) */
 };
 
 enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
 
 extern struct runtime rt;
 
+/*
+ * Which VP a kernel thread carries.  Natively it is the __thread variable
+ * sa_tls_vp, read through %fs.  In the per-uthread TLS mode (tls.c) %fs
+ * belongs to the running uthread and changes at every switch, so a
+ * uthread's own block holds VP_VIA_GS there instead, and the answer comes
+ * from the %gs base, which glibc leaves alone on x86-64 and which stays
+ * with the kernel thread:
+ *
+ *   vp_gs_slots[0] is always NULL and slot i + 1 holds &rt.vps[i].  A
+ *   kernel thread that carries VP i sets its gs base to the byte offset of
+ *   slot i + 1 (vp_gs_attach()), and %gs:vp_gs_slots(%rip) reads gs base +
+ *   &vp_gs_slots: its slot.  With a gs base never set (0) the same load
+ *   reads slot 0, NULL, with no test and no fault.
+ *
+ * Rejected: %gs alone.  clone() copies the gs base into every thread the
+ * carrier creates, glibc's own helper threads (SIGEV_THREAD timers, AIO)
+ * included, and those must not believe they carry the VP.  A fresh thread
+ * gets a fresh TLS block, where sa_tls_vp is NULL, so the %fs word is what
+ * tells a carrier (or a uthread on one) from its children.  The native
+ * path stays one load and a branch that is never taken.
+ */
+#define VP_VIA_GS ((struct vp *)1)
+
 extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+extern struct vp *vp_gs_slots[SA_VPS_MAX + 1] __attribute__((visibility("hidden")));
+void vp_gs_attach(struct vp *vp);
 
 /*
  * vp_self - the VP the caller runs on, or NULL on a thread that is not a VP.
- * Read fresh from %fs every time: a uthread can move to another kernel
- * thread at any switch, so the compiler must never cache the TLS address.
+ * Fast path: one %fs load.  Read fresh every time: a uthread can move to
+ * another kernel thread at any switch, so the compiler must never cache
+ * the TLS address or the answer.
  */
 static __always_inline struct vp *vp_self(void)
 {
@@ -499,6 +532,8 @@ static __always_inline struct vp *vp_self(void)
 
 	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
 	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
+	if (unlikely(v == VP_VIA_GS))
+		asm volatile("movq %%gs:vp_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
 	return v;
 }
 
@@ -561,6 +596,30 @@ static __always_inline int rt_start(void)
 	if (likely(atomic_load_explicit(&rt.state, memory_order_acquire) == RT_RUNNING))
 		return 0;
 	return rt_ensure();
+}
+
+/* tls.c: the per-uthread TLS mode */
+int tls_enable(void);
+int tls_alloc(struct uthread *ut);
+void tls_adopt(struct uthread *ut);
+void tls_free(struct uthread *ut);
+void tls_thread_start(void);
+void tls_thread_exit(void);
+void tls_record_vp(struct vp *vp);
+sa_uthread_t tls_handle_of(const void *tp);
+void __tls_switch(struct vp *vp, struct uthread *next);
+
+/*
+ * tls_switch - point %fs at @next's TLS block if either side of the switch
+ * from @prev runs on a block of its own.  Fast path: a flag test on line 0,
+ * which switch_to() reads anyway; slow path out of line (tls.c).
+ * WARNING: from here to sa_ctx_switch() no code may touch %fs-relative TLS.
+ */
+static __always_inline void tls_switch(struct vp *vp, struct uthread *prev,
+				       struct uthread *next)
+{
+	if (unlikely((prev->flags | next->flags) & UTF_TLS))
+		__tls_switch(vp, next);
 }
 
 /* sched.c */

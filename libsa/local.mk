@@ -19,6 +19,7 @@ libsa_la_SOURCES = \
 	libsa/sem.c \
 	libsa/barrier.c \
 	libsa/once.c \
+	libsa/tls.c \
 	libsa/sanitize.c \
 	libsa/sched/sched.c \
 	libsa/upcall/upcall.h \

@@ -15,6 +15,7 @@
  * ends any thread).  With SA_STATS=1 the counters go to stderr first.
  */
 
+#include <asm/prctl.h>
 #include <sched.h>
 #include <stdarg.h>
 
@@ -27,6 +28,7 @@
 
 struct runtime rt;
 __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+struct vp *vp_gs_slots[SA_VPS_MAX + 1];
 
 void sa_panic(const char *fmt, ...)
 {
@@ -101,12 +103,28 @@ static void stack_bounds_of_self(struct uthread *ut)
 	pthread_attr_destroy(&a);
 }
 
+/**
+ * vp_gs_attach - the calling kernel thread carries @vp from now on: set its
+ * sa_tls_vp, and point its gs base at @vp's slot in vp_gs_slots for the
+ * uthreads with TLS blocks of their own (see vp_self()).
+ */
+void vp_gs_attach(struct vp *vp)
+{
+	unsigned long off = (vp->index + 1) * sizeof(vp_gs_slots[0]);
+
+	vp_gs_slots[vp->index + 1] = vp;
+	if (syscall(SYS_arch_prctl, ARCH_SET_GS, off))
+		sa_panic("arch_prctl(ARCH_SET_GS) failed: %s", strerror(errno));
+	sa_tls_vp = vp;
+}
+
 static void *vp_thread_main(void *arg)
 {
 	struct vp *vp = arg;
 	struct uthread *idle = vp->idle;
 
-	sa_tls_vp = vp;
+	vp_gs_attach(vp);
+	tls_record_vp(vp);
 	stack_altstack_setup(&vp->altstack);
 	stack_bounds_of_self(idle);
 	san_thread_adopt(idle);
@@ -216,6 +234,12 @@ static int rt_init(unsigned n)
 			goto fail_free;
 		sa_ctx_init(&idle0->ctx, idle0->stack_hi, vp0_idle_entry);
 		san_fiber_create(idle0);
+		/* The main uthread keeps the main thread's TLS block and may
+		 * move away: VP 0's idle context needs a block of its own. */
+		if (rt.tls_mode && tls_alloc(idle0)) {
+			stack_free(idle0);
+			goto fail_free;
+		}
 	}
 
 	rt.vps = vps;
@@ -265,7 +289,10 @@ static int rt_init(unsigned n)
 	rt.main_ut = me;
 	vps[0].cur = me;
 	vps[0].thread = pthread_self();
-	sa_tls_vp = &vps[0];
+	vp_gs_attach(&vps[0]);
+	tls_record_vp(&vps[0]);
+	if (rt.tls_mode)
+		tls_adopt(me);
 	stack_altstack_setup(&vps[0].altstack);
 	if (upcall_enter(&vps[0]))
 		sa_panic("VP 0: the %s backend could not start its activation",

@@ -118,6 +118,7 @@ void ut_free(struct uthread *ut)
 {
 	struct vp *vp = vp_self();
 
+	tls_free(ut);
 	WRITE_ONCE(ut->state, UT_FREE);
 	/* Under ut->lock, so a plain increment is enough. */
 	atomic_store_explicit(&ut->gen, atomic_load_explicit(&ut->gen, memory_order_relaxed) + 1,
@@ -300,11 +301,17 @@ static void ut_entry(void)
 	san_switch_end(vp_self()->cur);
 	sched_finish_switch();
 	me = vp_self()->cur;
+	if (me->flags & UTF_TLS)
+		tls_thread_start();
 	ut_exit_current(me->fn(me->arg));
 }
 
-SA_EXPORT int sa_spawn(sa_uthread_t *out, const sa_attr_t *attr,
-		       void *(*fn)(void *), void *arg)
+/**
+ * ut_spawn - sa_spawn() that also stores the new uthread's thread pointer
+ * in *@tp (NULL unless the runtime is in the TLS mode), before it can run.
+ */
+int ut_spawn(sa_uthread_t *out, const sa_attr_t *attr, void *(*fn)(void *),
+	     void *arg, void **tp)
 {
 	size_t stack = SA_STACK_DEFAULT, guard = GUARD_DEFAULT;
 	uint32_t flags = 0;
@@ -340,12 +347,23 @@ SA_EXPORT int sa_spawn(sa_uthread_t *out, const sa_attr_t *attr,
 	ut->arg = arg;
 	ut->flags = flags;
 	ut->prio = (uint8_t)prio;
+	if (rt.tls_mode) {
+		ret = tls_alloc(ut);
+		if (ret) {
+			stack_free(ut);
+			spin_lock(&ut->lock);
+			ut_free(ut);
+			return ret;
+		}
+	}
 	if (attr)
 		memcpy(ut->name, attr->__name, sizeof(ut->name));
 	sa_ctx_init(&ut->ctx, ut->stack_hi, ut_entry);
 	san_fiber_create(ut);
 	if (out)
 		*out = ut_handle(ut);
+	if (tp)
+		*tp = ut->tp;
 
 	vp = vp_self();
 	if (vp)
@@ -353,6 +371,29 @@ SA_EXPORT int sa_spawn(sa_uthread_t *out, const sa_attr_t *attr,
 	else
 		atomic_fetch_add(&rt.ext_spawned, 1);
 	sched_ready_new(ut);
+	return 0;
+}
+
+SA_EXPORT int sa_spawn(sa_uthread_t *out, const sa_attr_t *attr,
+		       void *(*fn)(void *), void *arg)
+{
+	return ut_spawn(out, attr, fn, arg, NULL);
+}
+
+/**
+ * ut_stack_of - the usable stack of @h: [*lo, *lo + *size) and the guard
+ * below it.  Returns 0 or -ESRCH.
+ */
+int ut_stack_of(sa_uthread_t h, void **lo, size_t *size, size_t *guard)
+{
+	struct uthread *ut = ut_lookup_lock(h);
+
+	if (!ut)
+		return -ESRCH;
+	*lo = ut->stack_lo;
+	*size = (size_t)((char *)ut->stack_hi - (char *)ut->stack_lo);
+	*guard = ut->guard;
+	spin_unlock(&ut->lock);
 	return 0;
 }
 
@@ -392,6 +433,8 @@ void ut_exit_current(void *retval)
 	struct vp *vp = vp_self();
 	struct uthread *me = vp->cur, *joiner;
 
+	if (me->flags & UTF_TLS)
+		tls_thread_exit();
 	keys_run_destructors(me);
 	keys_release(me);
 	if (me->flags & UTF_MAIN)

@@ -2,7 +2,8 @@
 # a .so redirect for every other function name.
 dist_man_MANS += \
 	man/libsa.7 \
-	man/local.mk \
+	man/libsa-preload.7 \
+	man/sa-run.1 \
 	man/sa_accept.3 \
 	man/sa_attr_init.3 \
 	man/sa_attr_setdetached.3 \

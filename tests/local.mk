@@ -80,6 +80,45 @@ tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
 tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preempt_LDADD = $(TESTS_LDADD) -lm
 
+# The LD_PRELOAD shim: plain pthreads programs (they know nothing of libsa)
+# run under sa-run by test_preload.  Not in sanitizer builds, which do not
+# build the shim.
+if !SANITIZE
+pt_progs = \
+	tests/preload/pt_sync \
+	tests/preload/pt_tls \
+	tests/preload/pt_stdio \
+	tests/preload/pt_cxx \
+	tests/preload/pt_dlopen \
+	tests/preload/pt_foreign
+check_PROGRAMS += $(pt_progs) tests/test_preload
+TESTS += tests/test_preload
+check_LTLIBRARIES = tests/preload/pt_module.la
+
+PT_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests/preload
+tests_preload_pt_sync_SOURCES = tests/preload/pt_sync.c tests/preload/pt.h
+tests_preload_pt_sync_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_tls_SOURCES = tests/preload/pt_tls.c tests/preload/pt.h
+tests_preload_pt_tls_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_stdio_SOURCES = tests/preload/pt_stdio.c tests/preload/pt.h
+tests_preload_pt_stdio_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_dlopen_SOURCES = tests/preload/pt_dlopen.c tests/preload/pt.h
+tests_preload_pt_dlopen_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_dlopen_LDADD = -ldl
+tests_preload_pt_foreign_SOURCES = tests/preload/pt_foreign.c tests/preload/pt.h
+tests_preload_pt_foreign_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_cxx_SOURCES = tests/preload/pt_cxx.cc
+tests_preload_pt_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
+tests_preload_pt_module_la_SOURCES = tests/preload/pt_module.c tests/preload/pt.h
+tests_preload_pt_module_la_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_module_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+
+tests_test_preload_SOURCES = tests/test_preload.c
+tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'
+tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
+tests_test_preload_LDADD = $(CRITERION_LIBS)
+endif
+
 endif
 
 # A plain (non-Criterion) program: the one that runs under ThreadSanitizer,

@@ -369,6 +369,7 @@ static __always_inline void switch_to(struct vp *vp, struct uthread *prev,
 	if (!(prev->flags & UTF_IDLE) && !(next->flags & UTF_IDLE))
 		stat_inc(&vp->stats.switches);
 	san_switch_begin(prev, next, prev_dies);
+	tls_switch(vp, prev, next);
 	sa_ctx_switch(&prev->ctx, &next->ctx);
 	/* Running as prev again, maybe on another VP. */
 	san_switch_end(prev);

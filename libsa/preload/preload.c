@@ -1,0 +1,413 @@
+/* preload.c - libsa-preload.so: unmodified pthreads programs run on uthreads */
+
+/*
+ * Design
+ * ======
+ *
+ * Vocabulary.  "The shim" is this library, loaded with LD_PRELOAD (or by
+ * sa-run) into a program linked normally against glibc.  It defines the
+ * pthread functions the program calls through the PLT; the dynamic linker
+ * binds every such call, from the program and from every shared library,
+ * to the shim, which is searched before the C library.  "Real" names the C
+ * library's own function, found with dlsym(RTLD_NEXT).  A "carrier" is a
+ * kernel thread that carries a VP.
+ *
+ * What a thread is.  Every pthread_create() makes a uthread in libsa's TLS
+ * mode (libsa/tls.c): it has a TLS block and TCB of its own, built by the
+ * dynamic loader's own allocator, and the context switch moves %fs.  So
+ * errno, __thread variables, C++ thread_local and glibc's owner identity
+ * (THREAD_SELF for stdio locks, a unique tid for the loader's recursive
+ * locks) are the uthread's.  A pthread_t is the TCB address, exactly as in
+ * glibc, so pthread_self() and pthread_equal() are glibc's own, unchanged,
+ * and so is every function that only looks at the calling thread's TCB.
+ * The shim finds the uthread behind a pthread_t through a word in that
+ * TCB's static TLS block (tls_handle_of()); a TCB of a thread that is not a
+ * uthread (made before the shim was loaded, by a raw clone(), or by glibc
+ * internally) holds 0 there, and the call goes to the real function.
+ * Rejected: pthread_t = sa_uthread_t handle.  glibc's own functions that
+ * take a pthread_t (and glibc's internal calls to pthread_self()) would
+ * then see a value that is not a TCB.
+ *
+ * The shim starts in its constructor, or earlier, at the first pthread
+ * call, when a library initialised before the shim (its constructor runs
+ * first) already uses threads: every entry point calls preload_start(),
+ * which after the start costs one predictable branch.  The VPs start at
+ * the first pthread_create(), and the thread that calls it, normally the
+ * main thread, becomes the main uthread on VP 0.  Until then the program
+ * is exactly what it was (a shell that forks pays nothing); a mutex or key
+ * used before is used as libsa's external thread, whose record the main
+ * uthread inherits.
+ *
+ * Objects.  The sync objects live in the program's own pthread_mutex_t,
+ * pthread_cond_t, ... storage.  The libsa object fits in each (checked at
+ * compile time in sync.c), except the barrier (allocated by
+ * pthread_barrier_init) and pthread_once_t and pthread_spinlock_t (an int:
+ * implemented here).  The static initialisers are all zero, except the
+ * kind word of glibc's recursive, error-checking and adaptive mutex
+ * initialisers.  A word 0 where libsa keeps its magic means "initialised
+ * statically": the first user claims the object with a CAS to a busy mark,
+ * reads the kind, builds the libsa object and publishes its magic last
+ * (release); concurrent first users wait for the magic.  Attribute objects
+ * (pthread_attr_t, pthread_mutexattr_t, ...) are glibc's and are read with
+ * glibc's getters, so every attribute setter stays glibc's.
+ *
+ * Errors.  libsa returns -errno; the shim returns the positive value as
+ * pthreads does, or -1 with errno for sem_* and the sleep calls.  What
+ * libsa cannot do says so: a process-shared mutex, condition variable,
+ * rwlock or barrier gets ENOTSUP at init; a process-shared or named
+ * semaphore is left to the C library entirely (its first word is not
+ * libsa's magic).
+ *
+ * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
+ * realtime clocks, usleep, sleep) and sched_yield park or requeue the
+ * uthread instead of its VP.  Other blocking calls still block the
+ * carrier.  They are routed later to libsa's io_uring layer (sa_read and
+ * friends, which return -errno): read, write, pread, pwrite, readv, writev,
+ * accept, accept4, connect, recv, recvfrom, recvmsg, send, sendto, sendmsg,
+ * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, open, openat,
+ * close, fsync, fdatasync; each is a wrapper here of the same shape as
+ * nanosleep(): a uthread goes to sa_*, anything else to the real function,
+ * and the -errno becomes -1 with errno.  glibc's internal calls (stdio's
+ * write, for one) do not come through the PLT; the activations layer's
+ * blocked upcall covers them.
+ *
+ * Not yet: pthread_cancel and cancellation points, C cleanup handlers and
+ * forced unwinding at pthread_exit(), pthread_kill to a uthread, per-
+ * uthread signal masks, pthread_setaffinity_np and scheduling parameters
+ * on uthreads, robust mutexes' EOWNERDEAD, fork() in a threaded program.
+ * libsa-preload(7) lists them for users.
+ */
+
+#define SA_PRELOAD_NO_REDIRECT
+#include "preload/shim.h"
+
+#include <dlfcn.h>
+
+struct preload_real preload_real;
+
+static struct {
+	int (*setname)(pthread_t, const char *);
+	int (*getname)(pthread_t, char *, size_t);
+	int (*nanosleep)(const struct timespec *, struct timespec *);
+	int (*usleep)(useconds_t);
+	unsigned (*sleep)(unsigned);
+	int (*sem_init)(sem_t *, int, unsigned);
+} real_more;
+
+/* The program's default thread stack size (ulimit -s, as glibc's). */
+static size_t default_stack = 8ul << 20;
+
+_Atomic uint32_t preload_state;
+
+/**
+ * preload_real_sym - the C library's definition of @name.  A C library
+ * without it cannot run the program under the shim: exit 127 and say so.
+ */
+void *preload_real_sym(const char *name)
+{
+	void *p = dlsym(RTLD_NEXT, name);
+
+	if (!p) {
+		fprintf(stderr, "libsa-preload: the C library has no %s\n", name);
+		_exit(127);
+	}
+	return p;
+}
+
+static void real_init(void)
+{
+	preload_real.pthread_create = preload_real_sym("pthread_create");
+	preload_real.pthread_join = preload_real_sym("pthread_join");
+	preload_real.pthread_detach = preload_real_sym("pthread_detach");
+	preload_real.pthread_exit = preload_real_sym("pthread_exit");
+	preload_real.pthread_key_create = preload_real_sym("pthread_key_create");
+	preload_real.pthread_setspecific = preload_real_sym("pthread_setspecific");
+	preload_real.pthread_once = preload_real_sym("pthread_once");
+	preload_real.pthread_getattr_np = preload_real_sym("pthread_getattr_np");
+	preload_real.sched_yield = preload_real_sym("sched_yield");
+	preload_real.clock_nanosleep = preload_real_sym("clock_nanosleep");
+	real_more.setname = preload_real_sym("pthread_setname_np");
+	real_more.getname = preload_real_sym("pthread_getname_np");
+	real_more.nanosleep = preload_real_sym("nanosleep");
+	real_more.usleep = preload_real_sym("usleep");
+	real_more.sleep = preload_real_sym("sleep");
+	real_more.sem_init = preload_real_sym("sem_init");
+	preload_sync_init_real();
+}
+
+/**
+ * __preload_start - slow path of preload_start(): find the C library's
+ * functions and switch libsa to the TLS mode.  A second caller waits for
+ * the first.  A failure is fatal: the program cannot run without its
+ * threads, so it ends with status 127 and a message.
+ */
+void __preload_start(void)
+{
+	uint32_t s = PRELOAD_OFF;
+	pthread_attr_t a;
+	int r;
+
+	if (!atomic_compare_exchange_strong(&preload_state, &s, PRELOAD_STARTING)) {
+		while (atomic_load_explicit(&preload_state, memory_order_acquire) != PRELOAD_ON)
+			syscall(SYS_sched_yield);
+		return;
+	}
+	real_init();
+	if (pthread_getattr_default_np(&a) == 0) {
+		size_t sz;
+
+		if (pthread_attr_getstacksize(&a, &sz) == 0 && sz >= SA_STACK_MIN &&
+		    sz <= SA_STACK_MAX)
+			default_stack = sz;
+		pthread_attr_destroy(&a);
+	}
+	r = tls_enable();
+	if (r) {
+		fprintf(stderr, "libsa-preload: cannot start: %s\n", strerror(-r));
+		_exit(127);
+	}
+	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
+}
+
+/*
+ * runtime_start - start the VPs, at the first pthread_create().  A program
+ * that never makes a thread (a shell, a compiler started by a build) then
+ * pays nothing and forks as it always did.  The caller, normally the main
+ * thread, becomes a uthread.
+ */
+static __noinline void runtime_start(void)
+{
+	int saved_errno = errno, r = sa_init(0);
+
+	errno = saved_errno; /* pthread_create() leaves errno alone */
+	if (r) {
+		fprintf(stderr, "libsa-preload: cannot start the runtime: %s%s\n",
+			strerror(-r),
+			r == -EINVAL ? " (SA_VPS must be a number from 1 to 256)" : "");
+		_exit(127);
+	}
+}
+
+__attribute__((constructor)) static void preload_ctor(void)
+{
+	preload_start();
+}
+
+/* ------------------------------------------------------------------------
+ * Threads
+ */
+
+static int attr_to_sa(const pthread_attr_t *pa, sa_attr_t *a)
+{
+	size_t stack = default_stack, guard = 0;
+	int detached = PTHREAD_CREATE_JOINABLE;
+
+	sa_attr_init(a);
+	if (pa) {
+		void *addr = NULL;
+		size_t sz = 0;
+
+		if (pthread_attr_getdetachstate(pa, &detached) ||
+		    pthread_attr_getstacksize(pa, &stack) ||
+		    pthread_attr_getguardsize(pa, &guard))
+			return EINVAL;
+		/* A stack the caller provides is not used: a uthread runs on
+		 * a libsa stack of the same size (libsa-preload(7)). */
+		if (pthread_attr_getstack(pa, &addr, &sz) == 0 && addr && sz)
+			stack = sz;
+	}
+	if (stack < SA_STACK_MIN)
+		stack = SA_STACK_MIN;
+	if (sa_attr_setstacksize(a, stack) ||
+	    (guard > 16384 && sa_attr_setguardsize(a, guard)))
+		return EINVAL;
+	sa_attr_setdetached(a, detached == PTHREAD_CREATE_DETACHED);
+	return 0;
+}
+
+SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
+			     void *(*fn)(void *), void *arg)
+{
+	sa_uthread_t h;
+	sa_attr_t a;
+	void *tp = NULL;
+	int r;
+
+	preload_start();
+	if (!thread || !fn)
+		return EINVAL;
+	if (unlikely(atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING))
+		runtime_start();
+	r = attr_to_sa(pa, &a);
+	if (r)
+		return r;
+	r = ut_spawn(&h, &a, fn, arg, &tp);
+	if (r)
+		return r == -EINVAL ? EINVAL : EAGAIN;
+	*thread = (pthread_t)tp;
+	return 0;
+}
+
+/* handle_of - the uthread behind @t, or 0 for a thread that is not one. */
+static sa_uthread_t handle_of(pthread_t t)
+{
+	return t ? tls_handle_of((const void *)t) : 0;
+}
+
+SA_EXPORT int pthread_join(pthread_t t, void **retval)
+{
+	sa_uthread_t h;
+
+	preload_start();
+	h = handle_of(t);
+	if (!h)
+		return t ? preload_real.pthread_join(t, retval) : ESRCH;
+	return -sa_join(h, retval);
+}
+
+SA_EXPORT int pthread_detach(pthread_t t)
+{
+	sa_uthread_t h;
+
+	preload_start();
+	h = handle_of(t);
+	if (!h)
+		return t ? preload_real.pthread_detach(t) : ESRCH;
+	return -sa_detach(h);
+}
+
+SA_EXPORT void pthread_exit(void *retval)
+{
+	preload_start();
+	if (vp_self())
+		sa_exit(retval);
+	preload_real.pthread_exit(retval);
+}
+
+SA_EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
+{
+	sa_uthread_t h;
+	size_t size, guard;
+	void *lo;
+	int r;
+
+	preload_start();
+	h = handle_of(t);
+	if (!h)
+		return preload_real.pthread_getattr_np(t, attr);
+	r = ut_stack_of(h, &lo, &size, &guard);
+	if (r)
+		return -r;
+	r = pthread_attr_init(attr);
+	if (!r)
+		r = pthread_attr_setstack(attr, lo, size);
+	if (!r)
+		r = pthread_attr_setguardsize(attr, guard);
+	return r;
+}
+
+SA_EXPORT int pthread_setname_np(pthread_t t, const char *name)
+{
+	sa_uthread_t h;
+
+	preload_start();
+	h = handle_of(t);
+	if (!h)
+		return real_more.setname(t, name);
+	if (!name)
+		return EINVAL;
+	if (strlen(name) > 15)
+		return ERANGE;
+	return -sa_setname(h, name);
+}
+
+SA_EXPORT int pthread_getname_np(pthread_t t, char *buf, size_t len)
+{
+	sa_uthread_t h;
+
+	preload_start();
+	h = handle_of(t);
+	if (!h)
+		return real_more.getname(t, buf, len);
+	return -sa_getname(h, buf, len);
+}
+
+/* ------------------------------------------------------------------------
+ * Yield and sleeps: a uthread parks, anything else calls the C library.
+ */
+
+SA_EXPORT int sched_yield(void)
+{
+	if (likely(vp_self()))
+		return sa_yield();
+	return (int)syscall(SYS_sched_yield);
+}
+
+static int sleep_ns(uint64_t ns)
+{
+	return sa_sleep_ns(ns);
+}
+
+/* timespec_ns - @ts as nanoseconds, saturated; -EINVAL if it is invalid. */
+static int timespec_ns(const struct timespec *ts, uint64_t *ns)
+{
+	if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= (long)NSEC_PER_SEC)
+		return -EINVAL;
+	if ((uint64_t)ts->tv_sec >= (UINT64_MAX - NSEC_PER_SEC) / NSEC_PER_SEC)
+		*ns = UINT64_MAX - 1;
+	else
+		*ns = (uint64_t)ts->tv_sec * NSEC_PER_SEC + (uint64_t)ts->tv_nsec;
+	return 0;
+}
+
+SA_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+	uint64_t ns;
+
+	preload_start();
+	if (!vp_self() || !req)
+		return real_more.nanosleep(req, rem);
+	if (timespec_ns(req, &ns)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return sleep_ns(ns);
+}
+
+SA_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
+			      struct timespec *rem)
+{
+	uint64_t ns;
+
+	preload_start();
+	if (!vp_self() || !req || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
+		return preload_real.clock_nanosleep(clk, flags, req, rem);
+	if (flags & TIMER_ABSTIME)
+		return -sa_sleep_until(clk, req);
+	if (timespec_ns(req, &ns))
+		return EINVAL;
+	return sleep_ns(ns);
+}
+
+SA_EXPORT int usleep(useconds_t us)
+{
+	preload_start();
+	if (!vp_self())
+		return real_more.usleep(us);
+	return sleep_ns((uint64_t)us * 1000);
+}
+
+SA_EXPORT unsigned sleep(unsigned s)
+{
+	preload_start();
+	if (!vp_self())
+		return real_more.sleep(s);
+	sleep_ns((uint64_t)s * NSEC_PER_SEC);
+	return 0;
+}
+
+/* For sync.c: the C library's sem_init, for process-shared semaphores. */
+int preload_real_sem_init(sem_t *s, int pshared, unsigned value)
+{
+	return real_more.sem_init(s, pshared, value);
+}

@@ -1,0 +1,294 @@
+/* tls.c - per-uthread TLS mode: a glibc-compatible TCB and static TLS block per uthread */
+
+/*
+ * In the TLS mode (used by libsa-preload.so, see libsa/preload/preload.c)
+ * every uthread owns a thread control block exactly like the ones glibc
+ * gives its own threads, and the context switch points %fs at it.  errno,
+ * __thread variables, pthread_self() and the owner identity of glibc's
+ * internal locks then belong to the uthread, not to the kernel thread that
+ * happens to carry it.
+ *
+ * What the block is.  On x86-64 glibc puts the TCB at the thread pointer
+ * (the %fs base) and the static TLS blocks of the initially loaded modules
+ * just below it.  The TCB starts with the tcbhead (tcb and self both point
+ * at the TCB, dtv is the module table, the stack protector canary sits at
+ * %fs:0x28 and the pointer-mangling guard at %fs:0x30) and goes on with the
+ * rest of glibc's thread descriptor.  The dynamic loader exports, as
+ * GLIBC_PRIVATE, the functions its own thread library uses to make and
+ * free such a block: _dl_allocate_tls(NULL) allocates static TLS plus TCB,
+ * zeroes the TCB, builds the dtv and copies every static module's TLS
+ * initialisation image; _dl_deallocate_tls() frees the dtv, the blocks
+ * __tls_get_addr() allocated later for dlopen'ed modules, and the storage.
+ * libsa uses exactly those, found with dlvsym(), so the layout, the size
+ * and the TLS generation logic stay glibc's.  Rejected: computing the layout
+ * ourselves (it changes between glibc releases, and a module dlopen'ed later
+ * must find a dtv it can extend) and cloning the creating thread's block
+ * (it would copy its list links, robust list and dtv pointers).
+ *
+ * What libsa fills in.  The tcbhead words glibc's thread creation would:
+ * tcb and self (the TCB), multiple_threads, and the process-wide values
+ * sysinfo, stack_guard, pointer_guard and feature_1, copied from the
+ * creating thread (they are the same in every thread; pointer_guard must
+ * match or setjmp/longjmp and atexit handlers break).  Then two fields of
+ * the descriptor, at offsets glibc publishes for its debugger library
+ * (_thread_db_pthread_tid, _thread_db_sizeof_pthread):
+ *   - tid: glibc's internal recursive locks (the loader's locks taken by
+ *     dlopen, dl_iterate_phdr and C++ exception unwinding) compare it with
+ *     the owner they stored.  A uthread has no kernel tid of its own, and
+ *     two uthreads must never look alike, so it gets a unique value above
+ *     any kernel tid: TLS_TID_BASE | uthread id.  Calls that hand the tid
+ *     to the kernel (pthread_setaffinity_np(pthread_self()), ...) then fail
+ *     with ESRCH rather than act on a stranger.
+ *   - the rseq area (at __rseq_offset from the thread pointer): the kernel
+ *     registered only the carrier's, so the uthread's cpu_id says
+ *     "registration failed" (-2) and sched_getcpu() asks the kernel.
+ * stdio and the other _IO locks record THREAD_SELF (the TCB address) as
+ * owner, which is per uthread with no further work.
+ *
+ * The switch.  switch_to() calls tls_switch() (defs.h), a flag test on the
+ * line it already reads; only when either side is a TLS context it calls
+ * __tls_switch(), which writes the %fs base: wrfsbase when the kernel
+ * allows it (AT_HWCAP2 has HWCAP2_FSGSBASE), else arch_prctl(ARCH_SET_FS).
+ * A context without the flag (a VP's idle context) runs on its kernel
+ * thread's own block, vp->kfs.  Between the write and sa_ctx_switch() no
+ * code touches %fs.  libsa's own per-kernel-thread state is found through
+ * %gs (vp_self() in defs.h), which this never touches: every block made
+ * here holds VP_VIA_GS in its sa_tls_vp, so vp_self() on a TLS uthread
+ * asks the carrier's gs base.
+ *
+ * The main thread.  It keeps its own block (its uthread's tp is the
+ * original thread pointer).  VP 0's idle context, which runs on the main
+ * kernel thread while the main uthread may run elsewhere, gets a block of
+ * its own, so the two never share errno.
+ *
+ * Lifetime.  tls_alloc() runs at spawn; the uthread's first act is
+ * tls_thread_start(), which sets the <ctype.h> table pointers in its TLS as
+ * glibc does for a new thread; the block is freed with the
+ * uthread struct (join, or at once for a detached uthread), by another
+ * context, because the dying uthread still runs on it.  tls_thread_exit()
+ * runs the C++ thread_local destructors (__call_tls_dtors) on the uthread
+ * before it ends, as glibc does at thread exit.
+ *
+ * Known gaps (see libsa-preload(7)): glibc's per-thread malloc cache of an
+ * ended uthread is not handed back (glibc frees it only from its own thread
+ * exit path); a module dlopen'ed with initial-exec TLS is initialised only
+ * in the threads glibc knows, so existing uthreads see its static block
+ * zeroed; stackblock_size stays 0, so glibc's alloca cut-off is the main
+ * thread's.
+ */
+
+#include <asm/prctl.h>
+#include <dlfcn.h>
+#include <sys/auxv.h>
+
+#include "defs.h"
+
+#ifndef HWCAP2_FSGSBASE
+#define HWCAP2_FSGSBASE (1 << 1)
+#endif
+
+#define TLS_TID_BASE 0x40000000
+#define RSEQ_CPU_ID_REGISTRATION_FAILED (-2)
+
+/* The tcbhead words libsa reads or writes (x86-64 glibc layout). */
+struct tcbhead {
+	void *tcb;
+	void *dtv;
+	void *self;
+	int multiple_threads;
+	int gscope_flag;
+	uintptr_t sysinfo;
+	uintptr_t stack_guard;
+	uintptr_t pointer_guard;
+	unsigned long unused_vgetcpu_cache[2];
+	unsigned int feature_1;
+};
+
+_Static_assert(offsetof(struct tcbhead, stack_guard) == 0x28, "tcbhead: canary at %fs:0x28");
+_Static_assert(offsetof(struct tcbhead, pointer_guard) == 0x30, "tcbhead: guard at %fs:0x30");
+_Static_assert(offsetof(struct tcbhead, feature_1) == 0x48, "tcbhead: feature_1 at %fs:0x48");
+
+static struct {
+	void *(*allocate)(void *mem);
+	void (*deallocate)(void *tcb, bool dealloc_tcb);
+	void (*call_tls_dtors)(void);
+	void (*ctype_init)(void);
+	uint32_t tcb_size;
+	uint32_t tid_off;
+	long rseq_off;
+	bool rseq;
+	bool wrfsbase;
+} glibc;
+
+/* Each uthread's own handle, in its own static TLS (tls_handle_of()). */
+static __thread sa_uthread_t tls_self_handle __attribute__((tls_model("initial-exec")));
+static long tls_handle_off;
+static long tls_vp_off; /* of sa_tls_vp, which holds VP_VIA_GS in a block */
+
+static __always_inline void *fs_base(void)
+{
+	void *tp;
+
+	asm volatile("movq %%fs:0x10, %0" : "=r"(tp)); /* tcbhead.self */
+	return tp;
+}
+
+static const uint32_t *td_symbol(const char *name)
+{
+	return dlvsym(RTLD_DEFAULT, name, "GLIBC_PRIVATE");
+}
+
+/**
+ * tls_enable - switch the runtime to the per-uthread TLS mode.  Must be
+ * called before the runtime starts.
+ * Returns 0, -EBUSY if the runtime already runs, -ENOSYS if this glibc
+ * does not offer what the mode needs (the message says what is missing).
+ */
+int tls_enable(void)
+{
+	const uint32_t *sz, *tid;
+	const long *rseq_off;
+	const unsigned *rseq_size;
+
+	if (atomic_load(&rt.state) != RT_OFF)
+		return -EBUSY;
+	glibc.allocate = (void *(*)(void *))dlvsym(RTLD_DEFAULT, "_dl_allocate_tls",
+						     "GLIBC_PRIVATE");
+	glibc.deallocate = (void (*)(void *, bool))dlvsym(RTLD_DEFAULT, "_dl_deallocate_tls",
+							  "GLIBC_PRIVATE");
+	glibc.call_tls_dtors = (void (*)(void))dlvsym(RTLD_DEFAULT, "__call_tls_dtors",
+						      "GLIBC_PRIVATE");
+	glibc.ctype_init = (void (*)(void))dlvsym(RTLD_DEFAULT, "__ctype_init",
+						  "GLIBC_PRIVATE");
+	sz = td_symbol("_thread_db_sizeof_pthread");
+	tid = td_symbol("_thread_db_pthread_tid");
+	if (!glibc.allocate || !glibc.deallocate || !glibc.ctype_init || !sz || !tid) {
+		fprintf(stderr, "libsa: this C library lacks _dl_allocate_tls, "
+			"_dl_deallocate_tls, __ctype_init or the thread_db descriptors; "
+			"per-uthread TLS is unavailable\n");
+		return -ENOSYS;
+	}
+	/* A thread_db field descriptor is { size in bits, count, offset }. */
+	if (tid[0] != 32 || tid[2] + 4 > *sz || *sz < sizeof(struct tcbhead)) {
+		fprintf(stderr, "libsa: unexpected thread descriptor layout "
+			"(size %u, tid %u bits at %u)\n", *sz, tid[0], tid[2]);
+		return -ENOSYS;
+	}
+	glibc.tcb_size = *sz;
+	glibc.tid_off = tid[2];
+	rseq_off = dlsym(RTLD_DEFAULT, "__rseq_offset");
+	rseq_size = dlsym(RTLD_DEFAULT, "__rseq_size");
+	glibc.rseq = rseq_off && rseq_size && *rseq_size >= 8;
+	glibc.rseq_off = glibc.rseq ? *rseq_off : 0;
+	glibc.wrfsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) != 0;
+	tls_handle_off = (char *)&tls_self_handle - (char *)fs_base();
+	tls_vp_off = (char *)&sa_tls_vp - (char *)fs_base();
+	rt.tls_mode = true;
+	return 0;
+}
+
+static void tls_fill(void *tp, uint32_t tid)
+{
+	struct tcbhead *h = tp, *me = fs_base();
+
+	h->tcb = tp;
+	h->self = tp;
+	h->multiple_threads = 1;
+	h->sysinfo = me->sysinfo;
+	h->stack_guard = me->stack_guard;
+	h->pointer_guard = me->pointer_guard;
+	h->feature_1 = me->feature_1;
+	memcpy((char *)tp + glibc.tid_off, &tid, sizeof(tid));
+	if (glibc.rseq) {
+		int32_t failed = RSEQ_CPU_ID_REGISTRATION_FAILED;
+
+		/* struct rseq: cpu_id_start, then cpu_id. */
+		memcpy((char *)tp + glibc.rseq_off + 4, &failed, sizeof(failed));
+	}
+}
+
+/**
+ * tls_alloc - give @ut a TLS block and TCB of its own (ut->tp) and mark it
+ * UTF_TLS.  Call before @ut can run.
+ * Returns 0 or -ENOMEM.
+ */
+int tls_alloc(struct uthread *ut)
+{
+	void *tp = glibc.allocate(NULL);
+
+	if (!tp)
+		return -ENOMEM;
+	tls_fill(tp, TLS_TID_BASE | (ut->id & (TLS_TID_BASE - 1)));
+	*(sa_uthread_t *)((char *)tp + tls_handle_off) =
+		(ut->flags & UTF_IDLE) ? 0 : ut_handle(ut);
+	*(struct vp **)((char *)tp + tls_vp_off) = VP_VIA_GS;
+	ut->tp = tp;
+	ut->flags |= UTF_TLS;
+	return 0;
+}
+
+/**
+ * tls_adopt - the calling kernel thread becomes uthread @ut and keeps its
+ * own block (the main thread).
+ */
+void tls_adopt(struct uthread *ut)
+{
+	ut->tp = fs_base();
+	ut->flags |= UTF_TLS;
+	tls_self_handle = ut_handle(ut);
+	sa_tls_vp = VP_VIA_GS; /* the carrier's gs base already says VP 0 */
+}
+
+/** tls_free - release @ut's block; @ut no longer runs on it. */
+void tls_free(struct uthread *ut)
+{
+	if (!(ut->flags & UTF_TLS))
+		return;
+	glibc.deallocate(ut->tp, true);
+	ut->tp = NULL;
+	ut->flags &= ~(uint32_t)UTF_TLS;
+}
+
+/**
+ * tls_thread_start - first thing a TLS uthread runs: set up what glibc
+ * sets up in a new thread's TLS (the <ctype.h> table pointers).
+ */
+void tls_thread_start(void)
+{
+	glibc.ctype_init();
+}
+
+/** tls_thread_exit - run the calling uthread's thread_local destructors. */
+void tls_thread_exit(void)
+{
+	if (glibc.call_tls_dtors)
+		glibc.call_tls_dtors();
+}
+
+/**
+ * tls_handle_of - the uthread whose TCB is @tp (a pthread_t in the TLS
+ * mode), or 0 if @tp is the TCB of a thread that is not a uthread.
+ * WARNING: @tp must be a live TCB (a thread that exists or was not yet
+ * joined), as for any pthread_t.
+ */
+sa_uthread_t tls_handle_of(const void *tp)
+{
+	return *(const sa_uthread_t *)((const char *)tp + tls_handle_off);
+}
+
+/** tls_record_vp - remember the calling kernel thread's own block for @vp. */
+void tls_record_vp(struct vp *vp)
+{
+	vp->kfs = fs_base();
+}
+
+/* __tls_switch - slow path of tls_switch(): point %fs at @next's block. */
+void __tls_switch(struct vp *vp, struct uthread *next)
+{
+	void *tp = (next->flags & UTF_TLS) ? next->tp : vp->kfs;
+
+	if (likely(glibc.wrfsbase))
+		asm volatile("wrfsbase %0" : : "r"(tp) : "memory");
+	else if (syscall(SYS_arch_prctl, ARCH_SET_FS, tp))
+		sa_panic("arch_prctl(ARCH_SET_FS) failed");
+}

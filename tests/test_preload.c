@@ -1,0 +1,162 @@
+/* test_preload.c - unmodified pthreads programs under libsa-preload.so, and sa-run */
+
+/*
+ * Each test runs one program of tests/preload/ through sa-run with the
+ * library of this build (SA_PRELOAD) and --stats, and checks that it
+ * exited 0 (the programs check their own results) and that its threads
+ * really were uthreads: the runtime's counters at exit report them.
+ */
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef TOP_BUILDDIR
+#error "TOP_BUILDDIR must name the build directory"
+#endif
+
+#define SA_RUN TOP_BUILDDIR "/sa-run"
+#define PRELOAD_LIB TOP_BUILDDIR "/.libs/libsa-preload.so"
+#define PROG(name) TOP_BUILDDIR "/tests/preload/" name
+#define MODULE TOP_BUILDDIR "/tests/preload/.libs/pt_module.so"
+
+struct run {
+	int status;        /* exit status, or 128 + signal */
+	char out[8192];    /* stdout and stderr, truncated */
+};
+
+/* run_cmd - run @argv with $SA_PRELOAD set, its output captured. */
+static void run_cmd(struct run *r, char *const argv[])
+{
+	char path[] = "/tmp/sa-test-preload-XXXXXX";
+	int fd = mkstemp(path), st;
+	pid_t pid;
+	ssize_t n;
+
+	cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+	unlink(path);
+	pid = fork();
+	cr_assert(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		setenv("SA_PRELOAD", PRELOAD_LIB, 1);
+		execv(argv[0], argv);
+		_exit(126);
+	}
+	cr_assert(waitpid(pid, &st, 0) == pid);
+	r->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+	n = pread(fd, r->out, sizeof(r->out) - 1, 0);
+	r->out[n > 0 ? n : 0] = '\0';
+	close(fd);
+}
+
+/* spawned - the "spawned=" counter sa-run --stats printed, or -1. */
+static long spawned(const struct run *r)
+{
+	const char *s = strstr(r->out, "libsa: stats:");
+
+	if (!s || !(s = strstr(s, " spawned=")))
+		return -1;
+	return strtol(s + 9, NULL, 10);
+}
+
+static void expect_program(const char *vps, const char *prog, const char *arg,
+			   long min_threads)
+{
+	char *argv[] = { SA_RUN, "-n", (char *)vps, "--stats", "--", (char *)prog,
+			 (char *)arg, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s on %s VPs exited %d:\n%s", prog, vps, r.status, r.out);
+	cr_assert_geq(spawned(&r), min_threads,
+		      "%s made fewer uthreads than threads:\n%s", prog, r.out);
+}
+
+TestSuite(preload, .timeout = 120);
+
+Test(preload, sync_objects_1vp) { expect_program("1", PROG("pt_sync"), NULL, 130); }
+Test(preload, sync_objects_2vps) { expect_program("2", PROG("pt_sync"), NULL, 130); }
+Test(preload, errno_tls_self_10k_threads_1vp) { expect_program("1", PROG("pt_tls"), NULL, 10000); }
+Test(preload, errno_tls_self_10k_threads_2vps) { expect_program("2", PROG("pt_tls"), NULL, 10000); }
+Test(preload, stdio_lines_whole_1vp) { expect_program("1", PROG("pt_stdio"), NULL, 32); }
+Test(preload, stdio_lines_whole_2vps) { expect_program("2", PROG("pt_stdio"), NULL, 32); }
+Test(preload, cxx_thread_mutex_exceptions_1vp) { expect_program("1", PROG("pt_cxx"), NULL, 33); }
+Test(preload, cxx_thread_mutex_exceptions_2vps) { expect_program("2", PROG("pt_cxx"), NULL, 33); }
+Test(preload, dlopen_module_threads_1vp) { expect_program("1", PROG("pt_dlopen"), MODULE, 101); }
+Test(preload, dlopen_module_threads_2vps) { expect_program("2", PROG("pt_dlopen"), MODULE, 101); }
+Test(preload, foreign_threads_share_objects_1vp) { expect_program("1", PROG("pt_foreign"), NULL, 4); }
+Test(preload, foreign_threads_share_objects_2vps) { expect_program("2", PROG("pt_foreign"), NULL, 4); }
+
+/* ---- sa-run's command line ---- */
+
+static void expect_run_error(char *const argv[], int status, const char *msg)
+{
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, status, "exit %d, want %d:\n%s", r.status, status, r.out);
+	cr_assert(strstr(r.out, msg), "no \"%s\" in:\n%s", msg, r.out);
+}
+
+Test(sa_run, rejects_vps_out_of_range)
+{
+	char *argv[] = { SA_RUN, "-n", "0", "--", "/bin/true", NULL };
+
+	expect_run_error(argv, 2, "must be 1 to 256");
+}
+
+Test(sa_run, rejects_vps_not_a_number)
+{
+	char *argv[] = { SA_RUN, "-n", "two", "--", "/bin/true", NULL };
+
+	expect_run_error(argv, 2, "must be 1 to 256");
+}
+
+Test(sa_run, rejects_unknown_option)
+{
+	char *argv[] = { SA_RUN, "--fast", "--", "/bin/true", NULL };
+
+	expect_run_error(argv, 2, "unknown option --fast");
+}
+
+Test(sa_run, needs_a_program)
+{
+	char *argv[] = { SA_RUN, "-n", "1", NULL };
+
+	expect_run_error(argv, 2, "no program to run");
+}
+
+Test(sa_run, missing_program_is_127)
+{
+	char *argv[] = { SA_RUN, "--", "/nonexistent/program", NULL };
+
+	expect_run_error(argv, 127, "/nonexistent/program");
+}
+
+Test(sa_run, sets_the_environment)
+{
+	char *argv[] = { SA_RUN, "-n", "3", "--stats", "--", "/bin/sh", "-c",
+			 "echo \"vps=$SA_VPS stats=$SA_STATS pre=$LD_PRELOAD\"", NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s", r.out);
+	cr_assert(strstr(r.out, "vps=3 stats=1 pre=" PRELOAD_LIB), "%s", r.out);
+}
+
+/* The library itself refuses a bad $SA_VPS with a message, not a crash. */
+Test(sa_run, library_rejects_bad_sa_vps)
+{
+	char *argv[] = { "/usr/bin/env", "SA_VPS=lots", "LD_PRELOAD=" PRELOAD_LIB,
+			 PROG("pt_sync"), NULL };
+
+	expect_run_error(argv, 127, "SA_VPS must be a number from 1 to 256");
+}
