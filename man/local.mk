@@ -11,6 +11,7 @@ dist_man_MANS += \
 	man/sa_attr_setname.3 \
 	man/sa_attr_setprio.3 \
 	man/sa_attr_setstacksize.3 \
+	man/sa_backend.3 \
 	man/sa_barrier_destroy.3 \
 	man/sa_barrier_init.3 \
 	man/sa_barrier_wait.3 \
