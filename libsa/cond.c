@@ -63,6 +63,7 @@ static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline)
 	uint32_t count;
 	int ret;
 
+	sa_enter();
 	if (!cond_valid(c) || !mutex_valid_obj(m))
 		return -EINVAL;
 	if (!mutex_owned_by_self(m))
@@ -106,6 +107,7 @@ SA_EXPORT int sa_cond_signal(sa_cond_t *pc)
 	struct cond *c = to_cond(pc);
 	struct sa_waiter *w;
 
+	sa_enter();
 	if (!cond_valid(c))
 		return -EINVAL;
 	spin_lock(&c->lock);
@@ -121,6 +123,7 @@ SA_EXPORT int sa_cond_broadcast(sa_cond_t *pc)
 	struct cond *c = to_cond(pc);
 	struct sa_waiter *chain;
 
+	sa_enter();
 	if (!cond_valid(c))
 		return -EINVAL;
 	spin_lock(&c->lock);

@@ -402,7 +402,8 @@ struct vp {
 	struct uthread *_Atomic next; /* LIFO handoff slot (owner puts) */
 	struct post_switch post;      /* actions for the incoming context */
 	uint32_t index;
-	uint32_t spinning;            /* counted in rt.nr_spinning */
+	uint16_t spinning;            /* counted in rt.nr_spinning */
+	uint16_t need_resched;        /* end the slice at the next switch */
 	struct uthread *idle;         /* this VP's idle context */
 	uint64_t rand;                /* victim selection */
 
@@ -436,21 +437,52 @@ struct vp {
 	struct stack_cache stacks __cacheline_aligned;
 
 	/* preemption: the owner and its tick handler only (upcall/) */
-	struct uthread *tick_cur;     /* what ran at the last tick */
-	uint64_t tick_switches;       /* stats.switches at the last tick */
+	uint64_t slices;              /* time slices started (sched.c) */
+	uint64_t tick_slices;         /* slices at the last tick */
 	uint32_t np;                  /* > 0: libsa is in a libc call; no preemption */
-	uint32_t resched;             /* a critical-section copy ended: preempt soon */
-	timer_t tick_timer;
-	bool tick_armed;
 
-	/* set up once */
-	bool own_thread;              /* carried by a thread libsa made */
-	pthread_t thread;
-	void *altstack;
-	void *idle_stack;
-	size_t idle_stack_size;
+	/* the carrier (upcall/act.c); changes when an activation blocks */
+	struct act *_Atomic act;      /* the activation carrying this VP */
 	void *kfs;                    /* the carrier's own thread pointer */
 } __cacheline_aligned;
+
+/*
+ * struct act - an activation: a kernel thread that can carry a VP
+ * (upcall/act.c).  It carries one VP, or waits in the spare pool, or is
+ * "blocked": stuck in the kernel for a uthread while a spare carries its
+ * VP, until the unblocked upcall makes it a spare again.
+ */
+enum act_state {
+	ACT_CARRYING = 0,
+	ACT_SPARE,
+	ACT_BLOCKED,
+};
+
+struct act {
+	struct uthread *idle;         /* its own context: its kernel stack */
+	struct vp *_Atomic vp;        /* the VP it carries, NULL while spare */
+	_Atomic uint32_t state;       /* ACT_* */
+	_Atomic uint32_t wake;        /* futex: a spare waits for a VP here */
+	_Atomic uint32_t handshake;   /* a hand-off of its VP is being decided */
+	_Atomic uint32_t ready;       /* its kernel thread has set itself up */
+	uint32_t slot;                /* index in sa_gs_slots (its gs base) */
+	pid_t tid;
+	struct vp **tls_vp;           /* its sa_tls_vp, which the watchdog rewrites */
+	struct uthread *blocked;      /* the uthread left in the kernel */
+	void *base_sp;                /* where a spare's fresh context starts */
+	void *kfs;                    /* its own thread pointer (TLS mode) */
+	void *altstack;
+	timer_t tick_timer;
+	bool tick_made, tick_armed;
+	bool own_thread;              /* a thread libsa made (not the main one) */
+	pthread_t thread;
+	struct act *spare_next;       /* spare pool link, under rt.act_lock */
+	/* the watchdog's view (upcall/emulated.c) */
+	int fd_syscall, fd_schedstat;
+	uint64_t seen_switches, seen_since;
+	struct uthread *seen_cur;
+	uint64_t unblock_seen;        /* when it was first seen back from the kernel */
+};
 
 _Static_assert(offsetof(struct vp, cur) == 0, "vp: cur first");
 _Static_assert(offsetof(struct vp, rq_lock) == 64, "vp: run queue on line 1");
@@ -459,6 +491,8 @@ _Static_assert(offsetof(struct vp, timer_lock) == 192, "vp: timers on line 3");
 _Static_assert(offsetof(struct vp, stats) == 256, "vp: stats on line 4");
 _Static_assert(offsetof(struct vp, io_inflight) / 64 == offsetof(struct vp, timer_next) / 64,
 	       "vp: io_inflight shares the line that every switch reads");
+
+#define SA_ACTS_MAX 1024              /* activations, spares included */
 
 /* Global runtime state (runtime.c). */
 struct runtime {
@@ -486,6 +520,15 @@ struct runtime {
 	_Atomic uint64_t stacks_mapped, stacks_released;
 	bool print_stats;
 	bool tls_mode;                 /* every uthread gets a TLS block (tls.c) */
+
+	/* activations (upcall/act.c) */
+	spinlock_t act_lock __cacheline_aligned;
+	struct act *acts[SA_ACTS_MAX];
+	uint32_t nacts;
+	struct act *_Atomic spares;
+	uint32_t nspares;
+	_Atomic uint64_t acts_made, blocked_handoffs, unblocks;
+	_Atomic uint64_t unblock_max_ns;
 };
 
 enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
@@ -500,10 +543,11 @@ extern struct runtime rt;
  * from the %gs base, which glibc leaves alone on x86-64 and which stays
  * with the kernel thread:
  *
- *   vp_gs_slots[0] is always NULL and slot i + 1 holds &rt.vps[i].  A
- *   kernel thread that carries VP i sets its gs base to the byte offset of
- *   slot i + 1 (vp_gs_attach()), and %gs:vp_gs_slots(%rip) reads gs base +
- *   &vp_gs_slots: its slot.  With a gs base never set (0) the same load
+ *   sa_gs_slots[0] is always empty, and activation a owns slot a->slot
+ *   (from 1), which holds the VP it carries and the activation itself.  The
+ *   kernel thread sets its gs base to the byte offset of its slot
+ *   (act_gs_attach()), and %gs:sa_gs_slots(%rip) reads gs base +
+ *   &sa_gs_slots: its slot.  With a gs base never set (0) the same load
  *   reads slot 0, NULL, with no test and no fault.
  *
  * Rejected: %gs alone.  clone() copies the gs base into every thread the
@@ -512,12 +556,25 @@ extern struct runtime rt;
  * gets a fresh TLS block, where sa_tls_vp is NULL, so the %fs word is what
  * tells a carrier (or a uthread on one) from its children.  The native
  * path stays one load and a branch that is never taken.
+ *
+ * Displaced activations.  When an activation is stuck in the kernel and a
+ * spare takes its VP over (upcall/act.c), the watchdog writes VP_DISPLACED
+ * where that activation's vp_self() looks (its sa_tls_vp, or its gs slot):
+ * the first vp_self() of its uthread after the kernel call returns takes
+ * the slow path, which hands the uthread back to a run queue and resumes it
+ * on whichever VP runs it next - where vp_self() then returns that VP.
  */
 #define VP_VIA_GS ((struct vp *)1)
+#define VP_DISPLACED ((struct vp *)2)
+
+struct gs_slot {
+	struct vp *vp;
+	struct act *act;
+};
 
 extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
-extern struct vp *vp_gs_slots[SA_VPS_MAX + 1] __attribute__((visibility("hidden")));
-void vp_gs_attach(struct vp *vp);
+extern struct gs_slot sa_gs_slots[SA_ACTS_MAX + 1] __attribute__((visibility("hidden")));
+struct vp *vp_self_slow(struct vp *v);
 
 /*
  * vp_self - the VP the caller runs on, or NULL on a thread that is not a VP.
@@ -532,9 +589,36 @@ static __always_inline struct vp *vp_self(void)
 
 	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
 	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
-	if (unlikely(v == VP_VIA_GS))
-		asm volatile("movq %%gs:vp_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
+	if (unlikely((uintptr_t)v - 1 < 2)) /* VP_VIA_GS or VP_DISPLACED */
+		v = vp_self_slow(v);
 	return v;
+}
+
+/*
+ * vp_self_nodivert - vp_self() for bookkeeping that must not deliver the
+ * unblocked upcall (exit-time code, statistics): NULL where vp_self()
+ * would take its slow path for a displaced activation.
+ */
+static __always_inline struct vp *vp_self_nodivert(void)
+{
+	struct vp *v;
+	uint64_t off;
+
+	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
+	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
+	if (unlikely(v == VP_VIA_GS))
+		asm volatile("movq %%gs:sa_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
+	return v == VP_DISPLACED ? NULL : v;
+}
+
+/*
+ * sa_enter - at the top of a libsa entry that may take an internal lock and
+ * then call vp_self() under it: a uthread whose activation lost its VP
+ * (act.c) learns it here, holding nothing, not with the lock held.
+ */
+static __always_inline void sa_enter(void)
+{
+	(void)vp_self();
 }
 
 /* ut_self - the calling uthread, or the caller's external record. */
@@ -543,6 +627,47 @@ static __always_inline struct uthread *ut_self(void)
 	struct vp *v = vp_self();
 
 	return likely(v) ? v->cur : ut_ext_self();
+}
+
+/*
+ * Memory for libsa's own growing arrays on scheduling paths, straight from
+ * the kernel (mmap/mremap/munmap, inline).  Never malloc there: a uthread
+ * preempted inside malloc holds its arena lock, and libsa calling malloc
+ * on the same VP would wait for a lock whose holder cannot run.
+ * Sizes are rounded up to pages; *_zalloc memory is zeroed.
+ */
+#define SA_PAGE 4096ul
+
+static __always_inline size_t sa_mem_round(size_t n)
+{
+	return (n + SA_PAGE - 1) & ~(SA_PAGE - 1);
+}
+
+static __always_inline void *sa_mem_zalloc(size_t n)
+{
+	long p = sa_syscall6(SYS_mmap, 0, (long)sa_mem_round(n), 3 /* RW */,
+			     0x22 /* MAP_PRIVATE | MAP_ANONYMOUS */, -1, 0);
+
+	return p < 0 && p > -4096 ? NULL : (void *)p;
+}
+
+/* sa_mem_grow - @p (@old bytes, maybe NULL) grown to @new bytes; the new
+ * part is zeroed.  NULL (and @p untouched) when out of memory. */
+static __always_inline void *sa_mem_grow(void *p, size_t old, size_t new)
+{
+	long r;
+
+	if (!p)
+		return sa_mem_zalloc(new);
+	r = sa_syscall6(SYS_mremap, (long)p, (long)sa_mem_round(old),
+			(long)sa_mem_round(new), 1 /* MREMAP_MAYMOVE */, 0, 0);
+	return r < 0 && r > -4096 ? NULL : (void *)r;
+}
+
+static __always_inline void sa_mem_free(void *p, size_t n)
+{
+	if (p)
+		sa_syscall6(SYS_munmap, (long)p, (long)sa_mem_round(n), 0, 0, 0, 0);
 }
 
 /*
@@ -605,7 +730,8 @@ void tls_adopt(struct uthread *ut);
 void tls_free(struct uthread *ut);
 void tls_thread_start(void);
 void tls_thread_exit(void);
-void tls_record_vp(struct vp *vp);
+void tls_record_act(struct act *a);
+void tls_set_fs(void *tp);
 sa_uthread_t tls_handle_of(const void *tp);
 void __tls_switch(struct vp *vp, struct uthread *next);
 

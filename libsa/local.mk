@@ -25,6 +25,7 @@ libsa_la_SOURCES = \
 	libsa/upcall/upcall.h \
 	libsa/upcall/upcall.c \
 	libsa/upcall/emulated.c \
+	libsa/upcall/act.c \
 	libsa/upcall/kernel.c \
 	libsa/io/io.h \
 	libsa/io/io.c

@@ -198,6 +198,7 @@ static __noinline void __mutex_unlock(struct mutex *m)
 {
 	struct sa_waiter *w;
 
+	sa_enter();
 	spin_lock(&m->lock);
 	while ((w = waitq_pop(&m->q)) != NULL) {
 		struct uthread *ut = w->ut;

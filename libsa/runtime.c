@@ -28,7 +28,6 @@
 
 struct runtime rt;
 __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
-struct vp *vp_gs_slots[SA_VPS_MAX + 1];
 
 void sa_panic(const char *fmt, ...)
 {
@@ -103,41 +102,6 @@ static void stack_bounds_of_self(struct uthread *ut)
 	pthread_attr_destroy(&a);
 }
 
-/**
- * vp_gs_attach - the calling kernel thread carries @vp from now on: set its
- * sa_tls_vp, and point its gs base at @vp's slot in vp_gs_slots for the
- * uthreads with TLS blocks of their own (see vp_self()).
- */
-void vp_gs_attach(struct vp *vp)
-{
-	unsigned long off = (vp->index + 1) * sizeof(vp_gs_slots[0]);
-
-	vp_gs_slots[vp->index + 1] = vp;
-	if (syscall(SYS_arch_prctl, ARCH_SET_GS, off))
-		sa_panic("arch_prctl(ARCH_SET_GS) failed: %s", strerror(errno));
-	sa_tls_vp = vp;
-}
-
-static void *vp_thread_main(void *arg)
-{
-	struct vp *vp = arg;
-	struct uthread *idle = vp->idle;
-
-	vp_gs_attach(vp);
-	tls_record_vp(vp);
-	stack_altstack_setup(&vp->altstack);
-	stack_bounds_of_self(idle);
-	san_thread_adopt(idle);
-	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
-	vp->cur = idle;
-	if (upcall_enter(vp))
-		sa_panic("VP %u: the %s backend could not start its activation",
-			 vp->index, upcall_backend->name);
-	sched_upcall_add_processor(vp);
-	upcall_leave(vp);
-	return NULL;
-}
-
 static void vp0_idle_entry(void)
 {
 	san_switch_end(vp_self()->idle);
@@ -146,13 +110,6 @@ static void vp0_idle_entry(void)
 	sa_panic("VP 0's idle loop returned");
 }
 
-static void rt_stop_threads(unsigned first, unsigned end)
-{
-	atomic_store(&rt.stopping, 1);
-	sched_wake_all_idle();
-	for (unsigned i = first; i < end; i++)
-		pthread_join(rt.vps[i].thread, NULL);
-}
 
 static void rt_shutdown(void)
 {
@@ -167,7 +124,8 @@ static void rt_shutdown(void)
 			"parks=%llu wakes=%llu timers_fired=%llu stacks_mapped=%llu "
 			"stacks_cached=%llu stacks_released=%llu guard_regions=%llu "
 			"backend=%s quantum_ns=%llu ticks=%llu preemptions=%llu "
-			"preempt_skipped=%llu cs_recoveries=%llu "
+			"preempt_skipped=%llu cs_recoveries=%llu activations=%llu "
+			"blocked_handoffs=%llu unblocks=%llu unblock_max_ns=%llu "
 			"io_backend=%s io_ops=%llu io_completions=%llu io_submits=%llu "
 			"io_fallback_ops=%llu\n",
 			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
@@ -180,12 +138,27 @@ static void rt_shutdown(void)
 			(unsigned long long)st.guard_regions, upcall_backend->name,
 			(unsigned long long)st.quantum_ns, (unsigned long long)st.ticks,
 			(unsigned long long)st.preemptions, (unsigned long long)st.preempt_skipped,
-			(unsigned long long)st.cs_recoveries,
+			(unsigned long long)st.cs_recoveries, (unsigned long long)st.activations,
+			(unsigned long long)st.blocked_handoffs, (unsigned long long)st.unblocks,
+			(unsigned long long)st.unblock_max_ns,
 			st.io_backend == SA_IO_BACKEND_URING ? "uring" : "threads",
 			(unsigned long long)st.io_ops, (unsigned long long)st.io_completions,
 			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops);
 	atomic_store(&rt.stopping, 1);
 	sched_wake_all_idle();
+	act_wake_spares();
+}
+
+/* rt_run - the VPs run: start the backend's helpers.  Failing here leaves
+ * a runtime that schedules but cannot hand off blocked VPs: say so. */
+static int rt_run(void)
+{
+	int r = upcall_run();
+
+	if (r)
+		fprintf(stderr, "libsa: %s backend: cannot start its watchdog: %s\n",
+			upcall_backend->name, strerror(-r));
+	return 0;
 }
 
 static int rt_init(unsigned n)
@@ -219,14 +192,17 @@ static int rt_init(unsigned n)
 	memset(vps, 0, n * sizeof(*vps));
 	stack_init();
 	for (i = 0; i < n; i++) {
+		struct act *a;
+
 		sched_vp_init(&vps[i], i);
 		vps[i].watch = calloc(n, sizeof(*vps[i].watch));
-		vps[i].idle = vps[i].watch ? ut_alloc() : NULL;
-		if (!vps[i].idle)
-			goto fail_free; /* the structs stay in the table: harmless */
-		vps[i].idle->flags = UTF_IDLE;
-		WRITE_ONCE(vps[i].idle->state, UT_RUNNING);
-		WRITE_ONCE(vps[i].idle->vp, &vps[i]);
+		/* The records stay in the tables if this fails: harmless. */
+		a = vps[i].watch ? act_new() : NULL;
+		if (!a)
+			goto fail_free;
+		vps[i].act = a;
+		vps[i].idle = a->idle;
+		WRITE_ONCE(a->idle->vp, &vps[i]);
 	}
 	idle0 = vps[0].idle;
 	if (adopt) {
@@ -246,16 +222,10 @@ static int rt_init(unsigned n)
 	rt.nvps = n;
 	atomic_store(&rt.stopping, 0);
 	for (i = first; i < n; i++) {
-		vps[i].own_thread = true;
-		if (pthread_create(&vps[i].thread, NULL, vp_thread_main, &vps[i])) {
-			rt_stop_threads(first, i);
-			stack_free(idle0);
-			rt.vps = NULL;
-			rt.nvps = 0;
-			atomic_store(&rt.stopping, 0);
-			for (i = 0; i < n; i++)
-				free(vps[i].watch);
-			free(vps);
+		if (act_start_thread(vps[i].act, &vps[i])) {
+			/* Those started are detached and idle: let them end. */
+			atomic_store(&rt.stopping, 1);
+			sched_wake_all_idle();
 			return -EAGAIN;
 		}
 	}
@@ -266,11 +236,9 @@ static int rt_init(unsigned n)
 		atexit(rt_shutdown);
 		atexit_done = true;
 	}
-	/* Nobody joins VP threads: at exit they end or exit_group() ends them. */
-	for (i = first; i < n; i++)
-		pthread_detach(vps[i].thread);
+	/* Nobody joins activations: at exit they end or exit_group() ends them. */
 	if (!adopt)
-		return 0;
+		return rt_run();
 
 	/* The main thread becomes the main uthread on VP 0. */
 	me = ut_ext_adopt();
@@ -287,17 +255,17 @@ static int rt_init(unsigned n)
 	stack_bounds_of_self(me);
 	san_thread_adopt(me);
 	rt.main_ut = me;
+	/* The main thread is VP 0's activation; its own context (VP 0's idle
+	 * context) lives on the small stack made above. */
+	act_thread_setup(vps[0].act);
+	vps[0].act->thread = pthread_self();
+	vps[0].act->base_sp = idle0->stack_hi;
+	act_carry(vps[0].act, &vps[0]);
+	atomic_store_explicit(&idle0->on_cpu, 0, memory_order_relaxed);
 	vps[0].cur = me;
-	vps[0].thread = pthread_self();
-	vp_gs_attach(&vps[0]);
-	tls_record_vp(&vps[0]);
 	if (rt.tls_mode)
 		tls_adopt(me);
-	stack_altstack_setup(&vps[0].altstack);
-	if (upcall_enter(&vps[0]))
-		sa_panic("VP 0: the %s backend could not start its activation",
-			 upcall_backend->name);
-	return 0;
+	return rt_run();
 
 fail_free:
 	for (i = 0; i < n; i++)

@@ -113,6 +113,7 @@ SA_EXPORT int sa_sem_post(sa_sem_t *p)
 	uint32_t v;
 	int ret = 0;
 
+	sa_enter();
 	if (!sem_valid(s))
 		return -EINVAL;
 	/*

@@ -92,11 +92,9 @@ static void pool_push(unsigned c, void *slot)
 
 	spin_lock(&p->lock);
 	if (p->n == p->cap) {
-		uint32_t cap = p->cap ? 2 * p->cap : 64;
-		struct vp *np = np_enter();
-		void **v = realloc(p->v, cap * sizeof(*v));
-
-		np_exit(np);
+		uint32_t cap = p->cap ? 2 * p->cap : 512;
+		void **v = sa_mem_grow(p->v, p->cap * sizeof(*v), cap * sizeof(*v));
+		struct vp *np;
 
 		if (!v) {
 			/* Cannot remember it: give the address space back. */

@@ -87,10 +87,8 @@ static void timer_arm_locked(struct vp *vp, struct sa_timer *t)
 {
 	if (vp->timer_n == vp->timer_cap) {
 		uint32_t cap = vp->timer_cap ? 2 * vp->timer_cap : HEAP_MIN_CAP;
-		struct vp *np = np_enter();
-		struct sa_timer **h = realloc(vp->timer_heap, cap * sizeof(*h));
-
-		np_exit(np);
+		struct sa_timer **h = sa_mem_grow(vp->timer_heap, vp->timer_cap * sizeof(*h),
+						  cap * sizeof(*h));
 
 		if (!h)
 			sa_panic("out of memory growing the timer heap");

@@ -50,7 +50,7 @@
  * __tls_switch(), which writes the %fs base: wrfsbase when the kernel
  * allows it (AT_HWCAP2 has HWCAP2_FSGSBASE), else arch_prctl(ARCH_SET_FS).
  * A context without the flag (a VP's idle context) runs on its kernel
- * thread's own block, vp->kfs.  Between the write and sa_ctx_switch() no
+ * thread's own block, vp->kfs (its carrier's, act->kfs).  Between the write and sa_ctx_switch() no
  * code touches %fs.  libsa's own per-kernel-thread state is found through
  * %gs (vp_self() in defs.h), which this never touches: every block made
  * here holds VP_VIA_GS in its sa_tls_vp, so vp_self() on a TLS uthread
@@ -276,19 +276,24 @@ sa_uthread_t tls_handle_of(const void *tp)
 	return *(const sa_uthread_t *)((const char *)tp + tls_handle_off);
 }
 
-/** tls_record_vp - remember the calling kernel thread's own block for @vp. */
-void tls_record_vp(struct vp *vp)
+/** tls_record_act - remember the calling kernel thread's own block as
+ * activation @a's (it becomes vp->kfs of each VP @a carries). */
+void tls_record_act(struct act *a)
 {
-	vp->kfs = fs_base();
+	a->kfs = fs_base();
 }
 
 /* __tls_switch - slow path of tls_switch(): point %fs at @next's block. */
 void __tls_switch(struct vp *vp, struct uthread *next)
 {
-	void *tp = (next->flags & UTF_TLS) ? next->tp : vp->kfs;
+	tls_set_fs((next->flags & UTF_TLS) ? next->tp : vp->kfs);
+}
 
+/** tls_set_fs - point %fs at thread pointer @tp. */
+void tls_set_fs(void *tp)
+{
 	if (likely(glibc.wrfsbase))
 		asm volatile("wrfsbase %0" : : "r"(tp) : "memory");
-	else if (syscall(SYS_arch_prctl, ARCH_SET_FS, tp))
+	else if (sa_syscall6(SYS_arch_prctl, ARCH_SET_FS, (long)tp, 0, 0, 0, 0))
 		sa_panic("arch_prctl(ARCH_SET_FS) failed");
 }

@@ -523,7 +523,10 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 
 SA_EXPORT int sa_detach(sa_uthread_t h)
 {
-	struct uthread *ut = ut_lookup_lock(h);
+	struct uthread *ut;
+
+	sa_enter(); /* ut_free() asks vp_self() under ut->lock */
+	ut = ut_lookup_lock(h);
 
 	if (!ut)
 		return -ESRCH;

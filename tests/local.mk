@@ -17,6 +17,7 @@ sa_test_progs = \
 	tests/test_stack \
 	tests/test_stress \
 	tests/test_preempt \
+	tests/test_blocked \
 	tests/test_io \
 	tests/test_io_threads
 check_PROGRAMS += $(sa_test_progs)
@@ -75,6 +76,10 @@ tests_test_io_threads_LDADD = $(TESTS_LDADD)
 tests_test_stress_SOURCES = tests/test_stress.c tests/helpers.h
 tests_test_stress_CFLAGS = $(TESTS_CFLAGS)
 tests_test_stress_LDADD = $(TESTS_LDADD)
+
+tests_test_blocked_SOURCES = tests/test_blocked.c tests/helpers.h
+tests_test_blocked_CFLAGS = $(TESTS_CFLAGS)
+tests_test_blocked_LDADD = $(TESTS_LDADD)
 
 tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
 tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)

@@ -142,6 +142,83 @@ Test(preempt, preempted_hog_is_stolen_by_an_idle_vp, .timeout = 30)
 	cr_assert_gt(on1, 0u, "no hog ever ran on VP 1");
 }
 
+/*
+ * A ping-pong pair hands the VP back and forth through the next slot many
+ * times a quantum; the handoff passes the time slice on, so a hog queued
+ * behind the pair still gets its share of the VP's CPU time.
+ */
+static sa_sem_t ping, pong;
+
+static uint64_t cpu_ns(clockid_t clk)
+{
+	return h_now(clk);
+}
+
+static void *pinger(void *arg)
+{
+	for (int i = 0; !atomic_load(&stop_flag); i++) {
+		UT_CHECK_EQ(sa_sem_post(&ping), 0);
+		UT_CHECK_EQ(sa_sem_wait(&pong), 0);
+	}
+	UT_CHECK_EQ(sa_sem_post(&ping), 0); /* let the ponger see the flag */
+	(void)arg;
+	return NULL;
+}
+
+static void *ponger(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&stop_flag)) {
+		UT_CHECK_EQ(sa_sem_wait(&ping), 0);
+		UT_CHECK_EQ(sa_sem_post(&pong), 0);
+	}
+	return NULL;
+}
+
+/* Counts the CPU time of its carrier that passed while it ran. */
+static void *cpu_hog(void *arg)
+{
+	_Atomic uint64_t *ran = arg;
+	uint64_t last = cpu_ns(CLOCK_THREAD_CPUTIME_ID), total = 0;
+
+	while (!atomic_load_explicit(&stop_flag, memory_order_relaxed)) {
+		uint64_t now = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
+
+		/* A jump means we were off the VP (or it ran others). */
+		if (now - last < 50 * NSEC_PER_USEC)
+			total += now - last;
+		last = now;
+	}
+	atomic_store(ran, total);
+	return NULL;
+}
+
+Test(preempt, hog_gets_its_share_beside_a_ping_pong, .timeout = 30)
+{
+	_Atomic uint64_t hog_ran = 0;
+	sa_uthread_t a, b, h;
+	uint64_t cpu0, cpu;
+
+	h_start_quantum("1", "2000");
+	SA_OK(sa_sem_init(&ping, 0));
+	SA_OK(sa_sem_init(&pong, 0));
+	cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
+	a = h_spawn(pinger, NULL);
+	b = h_spawn(ponger, NULL);
+	h = h_spawn(cpu_hog, (void *)&hog_ran);
+	SA_OK(sa_sleep_ns(400 * NSEC_PER_MSEC));
+	atomic_store(&stop_flag, 1);
+	h_join(h);
+	h_join(a);
+	h_join(b);
+	cpu = cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - cpu0;
+	assert_no_ut_failures();
+	/* Three uthreads, two of them in one slice: about half for the hog. */
+	cr_assert_gt(atomic_load(&hog_ran) * 4, cpu,
+		     "the hog ran %llu ns of %llu ns of CPU time",
+		     (unsigned long long)atomic_load(&hog_ran), (unsigned long long)cpu);
+}
+
 /* A system-class hog is not preempted for normal-class work. */
 static _Atomic int normal_ran;
 

@@ -619,6 +619,14 @@ struct sa_stats {
 				   * left it alone until the next tick */
 	uint64_t cs_recoveries; /* preemptions inside a critical section, which
 				 * its copy then finished */
+	uint64_t activations;   /* kernel threads made to carry VPs, spares
+				 * included */
+	uint64_t blocked_handoffs; /* VPs handed to a spare activation because
+				    * theirs was stuck in the kernel */
+	uint64_t unblocks;      /* stuck activations that came back and gave
+				 * their uthread back */
+	uint64_t unblock_max_ns; /* longest time from such an activation's
+				  * return to its giving the uthread back */
 	uint64_t io_backend;    /* SA_IO_BACKEND_URING or SA_IO_BACKEND_THREADS */
 	uint64_t io_ops;        /* operations issued on the VPs' io_urings */
 	uint64_t io_completions; /* their completions harvested */

@@ -316,7 +316,7 @@ static __noinline struct io_vp *io_vp_setup(struct vp *vp)
 {
 	struct io_uring_params p = { .flags = IORING_SETUP_CQSIZE | IORING_SETUP_SUBMIT_ALL,
 				     .cq_entries = IO_CQ_ENTRIES };
-	struct io_vp *iv = calloc(1, sizeof(*iv));
+	struct io_vp *iv = sa_mem_zalloc(sizeof(*iv)); /* see sa_mem_zalloc() */
 	int r;
 
 	if (!iv)
@@ -340,7 +340,7 @@ static __noinline struct io_vp *io_vp_setup(struct vp *vp)
 	vp->io = iv;
 	return iv;
 fail:
-	free(iv);
+	sa_mem_free(iv, sizeof(*iv));
 	vp->io = &io_vp_none;
 	return NULL;
 }
@@ -541,6 +541,13 @@ void __io_pass(struct vp *vp, bool idle)
 			!atomic_load_explicit(&vp->next, memory_order_relaxed))))
 		io_flush(iv);
 	io_reap(vp, iv);
+}
+
+bool __io_pass_wanted(struct vp *vp)
+{
+	struct io_vp *iv = vp->io;
+
+	return iv && iv->ok && (io_uring_cq_ready(&iv->ring) || io_uring_sq_ready(&iv->ring));
 }
 
 bool io_idle_wait(struct vp *vp, uint64_t deadline)
@@ -1068,6 +1075,7 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 	struct pollfd *fds = pr->buf;
 	nfds_t nfds = (nfds_t)pr->len;
 	struct io_req stack_reqs[IO_POLL_STACK + 1], *reqs = stack_reqs;
+	size_t reqs_size = 0;
 	uint64_t end = pr->poll_end;
 	struct io_group g = { .ut = vp->cur };
 	int count = 0, err = 0;
@@ -1078,10 +1086,8 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 	for (nfds_t i = 0; i < nfds; i++)
 		n += fds[i].fd >= 0;
 	if (n + 1 > ARRAY_SIZE(stack_reqs)) {
-		struct vp *np = np_enter(); /* we keep @vp and @iv */
-
-		reqs = calloc(n + 1, sizeof(*reqs));
-		np_exit(np);
+		reqs_size = (n + 1) * sizeof(*reqs);
+		reqs = sa_mem_zalloc(reqs_size);
 		if (!reqs)
 			return -ENOMEM;
 	}
@@ -1129,7 +1135,7 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 		count += revents != 0;
 	}
 	if (reqs != stack_reqs)
-		free(reqs);
+		sa_mem_free(reqs, reqs_size);
 	if (count)
 		return count;
 	if (err)

@@ -44,6 +44,15 @@ static __always_inline bool io_park_in_ring(struct vp *vp)
  */
 bool io_idle_wait(struct vp *vp, uint64_t deadline);
 
+bool __io_pass_wanted(struct vp *vp);
+
+/* io_pass_wanted - @vp's ring has completions to harvest or entries to
+ * submit.  Reads the ring's indices only: safe in a signal handler. */
+static __always_inline bool io_pass_wanted(struct vp *vp)
+{
+	return unlikely(vp->io_inflight) && __io_pass_wanted(vp);
+}
+
 /* io_kick - wake @vp, which parks in its ring: one write(2). */
 void io_kick(struct vp *vp);
 

@@ -101,11 +101,16 @@
  * more than the test in sched_finish_switch().
  *
  * Preemption.  The upcall layer (upcall/) calls sched_upcall_preempted()
- * from a tick on the VP's own activation.  A uthread that has kept the VP
- * for a whole quantum while something of its class or higher is runnable
- * there (or a timer is due) is made to yield on its own stack, through
- * sa_preempt_stub, which saves and restores its full register state; it
- * goes to the back of its class's queue, where an idle VP can steal it.
+ * from a tick on the VP's own activation.  A time slice starts when a
+ * uthread gets the VP from a run queue or from the idle context; a
+ * handoff through the next slot passes the slice on (as Go's runnext
+ * does), so two uthreads that ping-pong through it share one slice and
+ * cannot keep a queued uthread off the VP for longer than a quantum.  The
+ * uthread running when a slice has lasted a whole quantum while something
+ * of its class or higher is runnable there (or at once when a timer is
+ * due) is made to yield on its own stack, through sa_preempt_stub, which
+ * saves and restores its full register state; it goes to the back of its
+ * class's queue, where an idle VP can steal it.
  * Ticks that land in libsa's own code never preempt it there (see
  * upcall.c): VP state in the middle of an update is never seen by another
  * uthread of the same VP.
@@ -259,7 +264,7 @@ static bool idle_remove(struct vp *v)
 
 static void vp_kick(struct vp *v)
 {
-	struct vp *me = vp_self();
+	struct vp *me = vp_self_nodivert(); /* for the statistics only */
 
 	atomic_store_explicit(&v->park_word, 1, memory_order_release);
 	/* I/O: a VP with I/O in flight parks in its ring (io/io.c). */
@@ -406,6 +411,26 @@ void sched_finish_switch(void)
 	io_pass(vp); /* I/O: submit and harvest when ops are in flight */
 }
 
+/* slice_start - a uthread gets @vp from a queue or the idle context. */
+static __always_inline void slice_start(struct vp *vp)
+{
+	vp->slices++;
+	vp->need_resched = 0;
+}
+
+/*
+ * next_to_queue_locked - the next slot's uthread @n goes back to its queue:
+ * at the head (it was to run next), or at the tail when the slice it
+ * would have inherited has run out (need_resched).
+ */
+static __always_inline void next_to_queue_locked(struct vp *vp, struct uthread *n)
+{
+	if (unlikely(vp->need_resched))
+		rq_push_tail_locked(vp, n);
+	else
+		rq_push_head_locked(vp, n);
+}
+
 /*
  * pick_next - the next context to run on @vp: the next slot unless a higher
  * class is queued, else the head of the highest non-empty queue.
@@ -417,21 +442,22 @@ static struct uthread *pick_next(struct vp *vp)
 	uint32_t mask = rq_mask(vp);
 	struct uthread *ut;
 
-	if (n && !(mask & higher_classes(n->prio))) {
+	if (n && !(mask & higher_classes(n->prio)) && likely(!vp->need_resched)) {
 		n = next_take(vp);
 		if (likely(n)) {
 			stat_inc(&vp->stats.next_handoffs);
 			return n;
 		}
 	}
-	if (!mask)
+	if (!mask && !next_peek(vp))
 		return NULL;
 	spin_lock(&vp->rq_lock);
 	n = next_take(vp);
 	if (n)
-		rq_push_head_locked(vp, n);
+		next_to_queue_locked(vp, n);
 	ut = rq_pop_highest_locked(vp);
 	spin_unlock(&vp->rq_lock);
+	slice_start(vp); /* from the queue: a time slice of its own */
 	return ut;
 }
 
@@ -604,7 +630,7 @@ again:
 	/* The next slot first, if nothing outranks it and it does not rank
 	 * below us. */
 	if (n && n->prio <= me->prio && !(rq_mask(vp) & higher_classes(n->prio)) &&
-	    (n = next_take(vp)) != NULL) {
+	    likely(!vp->need_resched) && (n = next_take(vp)) != NULL) {
 		stat_inc(&vp->stats.next_handoffs);
 		spin_lock(&vp->rq_lock);
 		vp->post.requeue = 1;
@@ -612,7 +638,7 @@ again:
 		switch_to(vp, me, n, false);
 		return;
 	}
-	if (!(rq_mask(vp) & allowed)) {
+	if (!(rq_mask(vp) & allowed) && !(vp->need_resched && next_peek(vp))) {
 		if (!polled && yield_poll(vp)) {
 			polled = true;
 			goto again;
@@ -622,7 +648,7 @@ again:
 	spin_lock(&vp->rq_lock);
 	n = next_take(vp);
 	if (n)
-		rq_push_head_locked(vp, n);
+		next_to_queue_locked(vp, n);
 	next = rq_pop_highest_locked(vp);
 	if (!next || next->prio > me->prio) {
 		if (next)
@@ -631,6 +657,7 @@ again:
 		return;
 	}
 	/* Keep rq_lock across the switch: step 2 queues us and unlocks. */
+	slice_start(vp);
 	WRITE_ONCE(me->state, UT_RUNNABLE);
 	vp->post.requeue = 1;
 	vp->post.unlock = &vp->rq_lock;
@@ -926,12 +953,13 @@ void sched_idle_loop(struct vp *vp)
 		if (ut) {
 			spinning_stop(vp, true);
 			spins = 0;
+			slice_start(vp);
 			switch_to(vp, vp->idle, ut, false);
 			spinning_start(vp);
 			continue;
 		}
 		if (atomic_load_explicit(&rt.stopping, memory_order_relaxed) &&
-		    vp->own_thread) {
+		    atomic_load_explicit(&vp->act, memory_order_relaxed)->own_thread) {
 			spinning_stop(vp, false);
 			return;
 		}
@@ -944,6 +972,7 @@ void sched_idle_loop(struct vp *vp)
 		/* Last look after we stopped counting as spinning. */
 		ut = find_work(vp);
 		if (ut) {
+			slice_start(vp);
 			switch_to(vp, vp->idle, ut, false);
 			spinning_start(vp);
 			continue;
@@ -979,14 +1008,17 @@ static bool timer_due(struct vp *vp)
 	return t != DEADLINE_NONE && t <= now_ns();
 }
 
-/* work_waiting - something of @cur's class or higher is runnable on @vp. */
+/* work_waiting - something of @cur's class or higher is runnable on @vp,
+ * or I/O completions wait to be harvested (they may be). */
 static bool work_waiting(struct vp *vp, struct uthread *cur)
 {
 	struct uthread *n = next_peek(vp);
 
 	if (n && n->prio <= cur->prio)
 		return true;
-	return rq_mask(vp) & (higher_classes(cur->prio) | class_bit(cur->prio));
+	if (rq_mask(vp) & (higher_classes(cur->prio) | class_bit(cur->prio)))
+		return true;
+	return io_pass_wanted(vp);
 }
 
 /**
@@ -999,38 +1031,51 @@ static bool work_waiting(struct vp *vp, struct uthread *cur)
 void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 {
 	struct uthread *cur = vp->cur;
-	greg_t *g = uc->uc_mcontext.gregs;
-	uintptr_t pc = (uintptr_t)g[REG_RIP], sp = (uintptr_t)g[REG_RSP];
-	uint64_t sw = atomic_load_explicit(&vp->stats.switches, memory_order_relaxed);
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
 
 	stat_inc(&vp->stats.ticks);
 	if (cur->flags & UTF_IDLE)
 		return;
 	/* Expired timers are run at once: a sleeper's lateness stays within
-	 * one quantum.  Otherwise a switch since the last tick means that
-	 * @cur has not had a whole quantum yet. */
+	 * one quantum.  Otherwise a slice that started since the last tick
+	 * has not lasted a whole quantum yet. */
 	if (!timer_due(vp)) {
-		if (cur != vp->tick_cur || sw != vp->tick_switches) {
-			vp->tick_cur = cur;
-			vp->tick_switches = sw;
+		if (vp->slices != vp->tick_slices) {
+			vp->tick_slices = vp->slices;
 			return;
 		}
 		if (!work_waiting(vp, cur))
 			return;
 	}
-	if (text_in_libsa(pc) || vp->np ||
-	    sp - (uintptr_t)cur->stack_lo < PREEMPT_ROOM(sa_xsave_size)) {
+	if (text_in_libsa(pc) || vp->np || (!rt.tls_mode && text_in_runtime(pc)) ||
+	    !sched_redirect_to_stub(cur, uc)) {
+		/* Not here: end the slice at the next switch instead, which
+		 * a uthread that lives in libsa (a ping-pong) reaches soon. */
+		vp->need_resched = 1;
 		stat_inc(&vp->stats.preempt_skipped);
 		return;
 	}
-	/* Make the uthread "call" the stub, leaving its red zone alone: the
-	 * stub's `ret $128` resumes at @pc with the original stack pointer. */
+	stat_inc(&vp->stats.preemptions);
+}
+
+/**
+ * sched_redirect_to_stub - make @ut, interrupted with context @uc, "call"
+ * sa_preempt_stub when the signal handler returns, leaving its red zone
+ * alone: the stub's `ret $128` resumes at the interrupted PC with the
+ * original stack pointer.  False if @ut's stack has no room for it.
+ */
+bool sched_redirect_to_stub(struct uthread *ut, ucontext_t *uc)
+{
+	greg_t *g = uc->uc_mcontext.gregs;
+	uintptr_t pc = (uintptr_t)g[REG_RIP], sp = (uintptr_t)g[REG_RSP];
+
+	if (sp - (uintptr_t)ut->stack_lo < PREEMPT_ROOM(sa_xsave_size))
+		return false;
 	sp -= 128 + 8;
 	*(uint64_t *)sp = pc;
 	g[REG_RSP] = (greg_t)sp;
 	g[REG_RIP] = (greg_t)(uintptr_t)sa_preempt_stub;
-	vp->tick_cur = NULL;
-	stat_inc(&vp->stats.preemptions);
+	return true;
 }
 
 /**

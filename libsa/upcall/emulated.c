@@ -21,6 +21,7 @@
  */
 
 #include <cpuid.h>
+#include <fcntl.h>
 #include <signal.h>
 
 #include "upcall/upcall.h"
@@ -28,14 +29,20 @@
 #define SIG_TICK SIGURG
 
 static struct sigaction old_tick;
-static int tick_cookie;
+static int tick_cookie, unblock_cookie;
+static uint64_t blocked_ns;
+
+static void act_unblock_redirect(struct act *a, ucontext_t *uc);
+static int env_blocked(uint64_t *out);
 
 static void tick_handler(int sig, siginfo_t *si, void *ucv)
 {
 	int saved_errno = errno;
-	struct vp *vp = vp_self();
+	struct act *a;
+	struct vp *vp;
 
-	if (si->si_code != SI_TIMER || si->si_value.sival_ptr != &tick_cookie || !vp) {
+	if (!((si->si_code == SI_TIMER && si->si_value.sival_ptr == &tick_cookie) ||
+	      (si->si_code == SI_QUEUE && si->si_value.sival_ptr == &unblock_cookie))) {
 		/* Not ours: whoever handled SIGURG before us. */
 		if (old_tick.sa_flags & SA_SIGINFO) {
 			if (old_tick.sa_sigaction)
@@ -45,7 +52,15 @@ static void tick_handler(int sig, siginfo_t *si, void *ucv)
 		}
 		return;
 	}
-	sched_upcall_preempted(vp, ucv);
+	/* Ours, so this thread is an activation (the timer and the watchdog
+	 * aim at activations only); not vp_self(), which would deliver the
+	 * unblocked upcall right here on the signal stack. */
+	a = act_self();
+	if (atomic_load(&a->state) == ACT_BLOCKED)
+		act_unblock_redirect(a, ucv);
+	else if ((vp = atomic_load_explicit(&a->vp, memory_order_relaxed)) != NULL &&
+		 !atomic_load(&a->handshake))
+		sched_upcall_preempted(vp, ucv);
 	errno = saved_errno;
 }
 
@@ -68,13 +83,17 @@ static unsigned xsave_size_cpuid(void)
 static int emulated_start(void)
 {
 	struct sigaction sa;
+	int r = env_blocked(&blocked_ns);
 
-	if (!upcall_quantum_ns)
+	if (r)
+		return r;
+	if (!upcall_quantum_ns && !blocked_ns)
 		return 0;
 	sa_xsave_size = xsave_size_cpuid();
 	if (!sa_xsave_size) {
 		/* No XSAVE: the stub could not save the vector state. */
 		upcall_quantum_ns = 0;
+		blocked_ns = 0;
 		return 0;
 	}
 	memset(&sa, 0, sizeof(sa));
@@ -86,38 +105,329 @@ static int emulated_start(void)
 	return 0;
 }
 
-static int emulated_enter(struct vp *vp)
+/* The tick timer is made once per activation and armed while it carries
+ * a VP. */
+static int emulated_enter(struct act *a)
 {
 	struct sigevent sev;
 	struct itimerspec its;
 
-	if (!upcall_quantum_ns || vp->tick_armed)
+	if ((!upcall_quantum_ns && !blocked_ns) || a->tick_armed)
 		return 0;
-	memset(&sev, 0, sizeof(sev));
-	sev.sigev_notify = SIGEV_THREAD_ID;
-	sev.sigev_signo = SIG_TICK;
-	sev.sigev_value.sival_ptr = &tick_cookie;
-	sev._sigev_un._tid = (pid_t)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
-	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &vp->tick_timer))
-		return -errno;
+	if (!a->tick_made) {
+		memset(&sev, 0, sizeof(sev));
+		sev.sigev_notify = SIGEV_THREAD_ID;
+		sev.sigev_signo = SIG_TICK;
+		sev.sigev_value.sival_ptr = &tick_cookie;
+		sev._sigev_un._tid = a->tid;
+		if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &a->tick_timer))
+			return -errno;
+		a->tick_made = true;
+	}
+	if (!upcall_quantum_ns)
+		return 0;
 	ns_to_timespec(upcall_quantum_ns, &its.it_value);
 	its.it_interval = its.it_value;
-	if (timer_settime(vp->tick_timer, 0, &its, NULL)) {
-		int r = -errno;
-
-		timer_delete(vp->tick_timer);
-		return r;
-	}
-	vp->tick_armed = true;
+	if (timer_settime(a->tick_timer, 0, &its, NULL))
+		return -errno;
+	a->tick_armed = true;
 	return 0;
 }
 
-static void emulated_leave(struct vp *vp)
+static void emulated_leave(struct act *a)
 {
-	if (vp->tick_armed) {
-		timer_delete(vp->tick_timer);
-		vp->tick_armed = false;
+	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
+
+	if (a->tick_made) {
+		timer_settime(a->tick_timer, 0, &off, NULL);
+		a->tick_armed = false;
 	}
+}
+
+/*
+ * emulated_displaced - @a was taken over (from the watchdog).  Its own
+ * CPU-time timer now ticks every UNBLOCK_TICK_NS of CPU it uses: once it
+ * is back from the kernel and runs its uthread, it stops itself within a
+ * scheduler tick even when the watchdog cannot get a CPU.
+ */
+#define UNBLOCK_TICK_NS 100000
+
+static void emulated_displaced(struct act *a)
+{
+	struct itimerspec its;
+
+	if (!a->tick_made)
+		return;
+	ns_to_timespec(UNBLOCK_TICK_NS, &its.it_value);
+	its.it_interval = its.it_value;
+	timer_settime(a->tick_timer, 0, &its, NULL);
+	a->tick_armed = true;
+}
+
+/* ------------------------------------------------------------------------
+ * blocked and unblocked: the watchdog
+ */
+
+/*
+ * A libsa thread (not a VP) looks at every VP each half bound.  A VP that
+ * runs a uthread and has made no switch for a whole bound (SA_BLOCKED_US,
+ * default 1 ms) may be stuck: its activation's /proc/self/task/TID/syscall
+ * says whether the thread is in the kernel and at which user PC.  Stuck in
+ * the kernel, with the PC outside libsa and no bracketed libc call in
+ * progress, it is taken over (act.c: the handshake; its context-switch
+ * count, from .../schedstat, must not move while the handshake is on).
+ * An activation that was taken over and shows up running again gets a
+ * SIGURG (rt_tgsigqueueinfo, with its own cookie) every round until it has
+ * given its uthread back: the handler sends the uthread through the
+ * preemption stub, whose vp_self() delivers the unblocked upcall.  The
+ * signal is sent only when /proc says the thread is running, so it does
+ * not cut a system call short (SA_RESTART covers the rest; a few calls,
+ * such as nanosleep and poll, return EINTR when any handler runs: if the
+ * thread went back into one of those in the microseconds between the look
+ * and the signal, it sees EINTR).
+ *
+ * When every VP is parked the watchdog backs off to IDLE_BACKOFF_NS per
+ * round: an idle process wakes a few times a second, not thousands.
+ */
+
+#define BLOCKED_US_DEFAULT 1000
+#define IDLE_BACKOFF_NS (100 * 1000 * 1000ull)
+
+static int env_blocked(uint64_t *out)
+{
+	const char *s = getenv("SA_BLOCKED_US");
+	unsigned long v;
+	char *end;
+
+	if (!s || !*s) {
+		*out = BLOCKED_US_DEFAULT * 1000ull;
+		return 0;
+	}
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || *end || s[0] == '-' || v > 10000000ul) {
+		fprintf(stderr, "libsa: SA_BLOCKED_US=%s: expected microseconds, 0 to 10000000\n", s);
+		return -EINVAL;
+	}
+	*out = v * 1000ull;
+	return 0;
+}
+
+/* proc_read - the text of a /proc file through its open descriptor. */
+static ssize_t proc_read(int fd, char *buf, size_t n)
+{
+	ssize_t r = pread(fd, buf, n - 1, 0);
+
+	if (r < 0)
+		return r;
+	buf[r] = '\0';
+	return r;
+}
+
+/*
+ * act_kstate - is @a's thread blocked in the kernel?  Returns 0 and its
+ * user PC if it is, 1 if it is running (or runnable), -1 if /proc cannot
+ * say.
+ */
+/*
+ * act_proc_open - @a's /proc files, opened the first time the watchdog
+ * needs them (only activations that look stuck ever do), so that libsa
+ * does not open descriptors behind a program that never blocks hidden.
+ */
+static void act_proc_open(struct act *a)
+{
+	char path[64];
+
+	if (a->fd_syscall >= 0)
+		return;
+	snprintf(path, sizeof(path), "/proc/self/task/%d/schedstat", (int)a->tid);
+	a->fd_schedstat = open(path, O_RDONLY | O_CLOEXEC);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)a->tid);
+	a->fd_syscall = open(path, O_RDONLY | O_CLOEXEC);
+}
+
+static int act_kstate(struct act *a, uintptr_t *pc)
+{
+	char buf[256], *last;
+
+	act_proc_open(a);
+	if (a->fd_syscall < 0 || proc_read(a->fd_syscall, buf, sizeof(buf)) <= 0)
+		return -1;
+	if (strncmp(buf, "running", 7) == 0)
+		return 1;
+	/* "nr args... sp pc" in a system call, "-1 sp pc" otherwise */
+	last = strrchr(buf, ' ');
+	if (!last)
+		return -1;
+	*pc = (uintptr_t)strtoull(last + 1, NULL, 16);
+	return 0;
+}
+
+/* act_timeslices - how many times @a's thread has been on a CPU. */
+static uint64_t act_timeslices(struct act *a)
+{
+	char buf[128];
+	unsigned long long cpu, wait, slices;
+
+	if (a->fd_schedstat < 0 || proc_read(a->fd_schedstat, buf, sizeof(buf)) <= 0 ||
+	    sscanf(buf, "%llu %llu %llu", &cpu, &wait, &slices) != 3)
+		return UINT64_MAX;
+	return slices;
+}
+
+static uint64_t wd_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * wd_spare - a spare to hand a VP to, or NULL: then one is being made for
+ * the next round (half a bound later).  Spares are made on first need, not
+ * at start-up, so a program that never blocks hidden never has one; after
+ * a hand-off, one more is made ahead, so the next does not wait.
+ */
+static struct act *wd_spare(void)
+{
+	struct act *s = act_spare_get();
+
+	if (!s || !READ_ONCE(rt.spares)) {
+		struct act *n = act_new();
+
+		if (n && act_start_thread(n, NULL))
+			fprintf(stderr, "libsa: cannot start a spare activation\n");
+	}
+	return s;
+}
+
+/* wd_vp - look at @vp; take it from its activation if that is stuck.
+ * Returns true if the VP is busy (not parked). */
+static bool wd_vp(struct vp *vp, uint64_t now)
+{
+	struct act *a = atomic_load_explicit(&vp->act, memory_order_acquire), *s;
+	struct uthread *cur = READ_ONCE(vp->cur);
+	uint64_t sw = atomic_load_explicit(&vp->stats.switches, memory_order_relaxed), slices;
+	uintptr_t pc, pc2;
+	bool ok;
+
+	if (atomic_load(&vp->parked))
+		return false;
+	if (atomic_load(&a->state) != ACT_CARRYING || !cur || (cur->flags & UTF_IDLE)) {
+		a->seen_since = 0;
+		return true;
+	}
+	if (sw != a->seen_switches || cur != a->seen_cur || !a->seen_since) {
+		a->seen_switches = sw;
+		a->seen_cur = cur;
+		a->seen_since = now;
+		return true;
+	}
+	if (now - a->seen_since < blocked_ns)
+		return true;
+	a->seen_since = now; /* look again a bound from now at the earliest */
+	if (READ_ONCE(vp->np) || act_kstate(a, &pc) != 0 || text_in_libsa(pc))
+		return true;
+	slices = act_timeslices(a);
+	s = wd_spare();
+	if (!s)
+		return true;
+	if (!act_takeover_begin(a)) {
+		act_spare_give(s, NULL);
+		return true;
+	}
+	ok = act_kstate(a, &pc2) == 0 && pc2 == pc && act_timeslices(a) == slices &&
+	     slices != UINT64_MAX && READ_ONCE(vp->cur) == cur && !READ_ONCE(vp->np);
+	act_takeover_end(a, s, ok);
+	return true;
+}
+
+/* wd_blocked - @a was taken over; once it is back in user space, tell it. */
+static void wd_blocked(struct act *a, uint64_t now)
+{
+	uintptr_t pc;
+	siginfo_t si;
+
+	if (act_kstate(a, &pc) != 1)
+		return;
+	if (!a->unblock_seen)
+		a->unblock_seen = now;
+	memset(&si, 0, sizeof(si));
+	si.si_signo = SIG_TICK;
+	si.si_code = SI_QUEUE;
+	si.si_pid = getpid();
+	si.si_uid = getuid();
+	si.si_value.sival_ptr = &unblock_cookie;
+	sa_syscall6(SYS_rt_tgsigqueueinfo, getpid(), a->tid, SIG_TICK, (long)&si, 0, 0);
+}
+
+static void *watchdog_main(void *arg)
+{
+	uint64_t idle_rounds = 0;
+
+	(void)arg;
+	pthread_setname_np(pthread_self(), "sa-watchdog");
+	while (!atomic_load(&rt.stopping)) {
+		uint64_t wait = blocked_ns / 2, now;
+		struct timespec ts;
+		bool busy = false;
+
+		if (idle_rounds > 8) {
+			wait <<= (idle_rounds - 8 < 10 ? idle_rounds - 8 : 10);
+			if (wait > IDLE_BACKOFF_NS)
+				wait = IDLE_BACKOFF_NS;
+		}
+		ns_to_timespec(wait, &ts);
+		nanosleep(&ts, NULL);
+		now = wd_now();
+		for (uint32_t i = 0; i < rt.nvps; i++)
+			busy |= wd_vp(&rt.vps[i], now);
+		spin_lock(&rt.act_lock);
+		for (uint32_t i = 0; i < rt.nacts; i++) {
+			struct act *a = rt.acts[i];
+
+			if (atomic_load(&a->state) == ACT_BLOCKED)
+				wd_blocked(a, now);
+		}
+		spin_unlock(&rt.act_lock);
+		idle_rounds = busy ? 0 : idle_rounds + 1;
+	}
+	return NULL;
+}
+
+static int emulated_run(void)
+{
+	pthread_t t;
+	pthread_attr_t at;
+	int r;
+
+	if (!blocked_ns)
+		return 0;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &at, watchdog_main, NULL);
+	pthread_attr_destroy(&at);
+	return r ? -EAGAIN : 0;
+}
+
+/*
+ * act_unblock_redirect - in the signal handler of an activation that was
+ * taken over and is running its uthread again: send the uthread through
+ * the preemption stub, whose vp_self() gives it back.  Not while it is in
+ * libsa: there it reaches vp_self() by itself, or leaves; the next signal
+ * looks again.
+ */
+static void act_unblock_redirect(struct act *a, ucontext_t *uc)
+{
+	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+
+	/* Not in the C runtime natively either (see upcall.c), and not once
+	 * the process is exiting: the VPs stop, and the uthread running
+	 * exit() must finish it where it is. */
+	if (a->blocked && !text_in_libsa(pc) && !(!rt.tls_mode && text_in_runtime(pc)) &&
+	    !atomic_load(&rt.stopping))
+		sched_redirect_to_stub(a->blocked, uc);
 }
 
 const struct upcall_backend upcall_emulated = {
@@ -125,6 +435,8 @@ const struct upcall_backend upcall_emulated = {
 	.id = SA_BACKEND_EMULATED,
 	.probe = emulated_probe,
 	.start = emulated_start,
+	.run = emulated_run,
 	.enter = emulated_enter,
 	.leave = emulated_leave,
+	.displaced = emulated_displaced,
 };

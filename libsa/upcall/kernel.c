@@ -29,15 +29,20 @@ static int kernel_start(void)
 	return -ENOSYS;
 }
 
-static int kernel_enter(struct vp *vp)
+static int kernel_enter(struct act *a)
 {
-	(void)vp;
+	(void)a;
 	return -ENOSYS;
 }
 
-static void kernel_leave(struct vp *vp)
+static void kernel_leave(struct act *a)
 {
-	(void)vp;
+	(void)a;
+}
+
+static void kernel_displaced(struct act *a)
+{
+	(void)a;
 }
 
 const struct upcall_backend upcall_kernel = {
@@ -45,6 +50,8 @@ const struct upcall_backend upcall_kernel = {
 	.id = SA_BACKEND_KERNEL,
 	.probe = kernel_probe,
 	.start = kernel_start,
+	.run = kernel_start,
 	.enter = kernel_enter,
 	.leave = kernel_leave,
+	.displaced = kernel_displaced,
 };

@@ -28,8 +28,15 @@
  *   - anywhere else in libsa's text, or in a libc call or clock read
  *     that libsa brackets with np_enter()/np_exit(): nothing now - libsa
  *     may hold VP state there; the next tick tries again;
- *   - elsewhere (the program, or libc called by the program): the uthread
- *     is preempted.  The handler makes it "call" sa_preempt_stub on its own
+ *   - in the C or C++ runtime (libc, the loader, libstdc++, libgcc, libm)
+ *     in the native mode: nothing now either.  There uthreads share their
+ *     carrier's thread-local state - malloc's per-thread cache, the owner
+ *     identity of stdio's locks, the C++ exception globals - and two
+ *     uthreads of one carrier must never be inside it at once.  In the
+ *     per-uthread TLS mode (libsa-preload.so) each uthread has its own,
+ *     and it is preempted there like anywhere else;
+ *   - elsewhere (the program, or libc called by the program in the TLS
+ *     mode): the uthread is preempted.  The handler makes it "call" sa_preempt_stub on its own
  *     stack below the red zone; the stub saves every register and the
  *     extended FP state (XSAVE), yields, and on resumption restores all of
  *     it and returns to the interrupted instruction.  Nothing of the
@@ -68,6 +75,49 @@ struct text_range {
 
 static struct text_range libsa_text[TEXT_RANGES];
 static unsigned libsa_text_n;
+
+/* The C and C++ runtimes' code: per-thread state that natively belongs to
+ * the carrier (malloc's cache, stdio's lock owner, the C++ exception
+ * globals), so in the native mode a tick never preempts a uthread there. */
+#define RUNTIME_TEXT_MAX 24
+static struct text_range runtime_text[RUNTIME_TEXT_MAX];
+static unsigned runtime_text_n;
+static const char *const runtime_objects[] = {
+	"/libc.so", "/ld-linux", "/libstdc++.so", "/libgcc_s.so", "/libm.so",
+	/* sanitizer runtimes keep allocator caches per thread too */
+	"/libasan.so", "/libubsan.so", "/libtsan.so", "/liblsan.so",
+};
+
+static int find_runtimes(struct dl_phdr_info *info, size_t size, void *arg)
+{
+	bool want = false;
+
+	(void)size;
+	(void)arg;
+	for (size_t k = 0; k < ARRAY_SIZE(runtime_objects); k++)
+		if (info->dlpi_name && strstr(info->dlpi_name, runtime_objects[k]))
+			want = true;
+	for (int i = 0; want && i < info->dlpi_phnum && runtime_text_n < RUNTIME_TEXT_MAX; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			runtime_text[runtime_text_n].lo = info->dlpi_addr + ph->p_vaddr;
+			runtime_text[runtime_text_n].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+			runtime_text_n++;
+		}
+	}
+	return 0;
+}
+
+/** text_in_runtime - @pc is in libc, the loader, libstdc++, libgcc or
+ * libm.  Async-signal-safe. */
+bool text_in_runtime(uintptr_t pc)
+{
+	for (unsigned i = 0; i < runtime_text_n; i++)
+		if (pc >= runtime_text[i].lo && pc < runtime_text[i].hi)
+			return true;
+	return false;
+}
 
 int (*sa_vdso_clock_gettime)(clockid_t, struct timespec *);
 
@@ -151,6 +201,7 @@ int text_ranges_init(void)
 		return 0;
 	vdso_init();
 	dl_iterate_phdr(find_libsa, (void *)(uintptr_t)text_ranges_init);
+	dl_iterate_phdr(find_runtimes, NULL);
 	return libsa_text_n ? 0 : -ENOENT;
 }
 
@@ -238,22 +289,32 @@ int upcall_init(void)
 	return try_backend(&upcall_emulated, false);
 }
 
-/** upcall_enter - the calling kernel thread starts carrying @vp. */
-int upcall_enter(struct vp *vp)
+/** upcall_run - the VPs run: start what the backend runs beside them. */
+int upcall_run(void)
 {
-	return upcall_backend->enter(vp);
+	return upcall_backend->run();
 }
 
-/** upcall_leave - the calling kernel thread stops carrying @vp. */
-void upcall_leave(struct vp *vp)
+/** upcall_enter - activation @a (the caller) starts carrying a VP. */
+int upcall_enter(struct act *a)
 {
-	upcall_backend->leave(vp);
+	return upcall_backend->enter(a);
+}
+
+/** upcall_leave - activation @a (the caller) stops carrying a VP. */
+void upcall_leave(struct act *a)
+{
+	upcall_backend->leave(a);
 }
 
 /** upcall_stats - add the backend's counters to @st. */
 void upcall_stats(struct sa_stats *st)
 {
 	st->backend = upcall_backend ? (uint64_t)upcall_backend->id : 0;
+	st->activations = atomic_load(&rt.acts_made);
+	st->blocked_handoffs = atomic_load(&rt.blocked_handoffs);
+	st->unblocks = atomic_load(&rt.unblocks);
+	st->unblock_max_ns = atomic_load(&rt.unblock_max_ns);
 	st->quantum_ns = upcall_quantum_ns;
 	for (uint32_t i = 0; i < rt.nvps; i++) {
 		struct vp_stats *s = &rt.vps[i].stats;

@@ -33,10 +33,14 @@ struct upcall_backend {
 	int (*probe)(void);
 	/* Process-wide set-up, once, before any VP runs. */
 	int (*start)(void);
-	/* On the kernel thread that starts carrying @vp (and, for a spare
-	 * activation, when it takes a VP over); undone by leave. */
-	int (*enter)(struct vp *vp);
-	void (*leave)(struct vp *vp);
+	/* Once the VPs run (the emulated backend's watchdog starts here). */
+	int (*run)(void);
+	/* On activation @a's kernel thread when it starts carrying a VP
+	 * (@a->vp); undone by leave when it stops. */
+	int (*enter)(struct act *a);
+	void (*leave)(struct act *a);
+	/* @a's VP went to a spare while @a is in the kernel. */
+	void (*displaced)(struct act *a);
 };
 
 extern const struct upcall_backend upcall_emulated;
@@ -49,16 +53,31 @@ extern const struct upcall_backend *upcall_backend;
 extern uint64_t upcall_quantum_ns;
 
 int upcall_init(void);
-int upcall_enter(struct vp *vp);
-void upcall_leave(struct vp *vp);
+int upcall_enter(struct act *a);
+void upcall_leave(struct act *a);
+
+/* Activations (act.c). */
+struct act *act_self(void);
+struct act *act_new(void);
+void act_thread_setup(struct act *a);
+void act_carry(struct act *a, struct vp *vp);
+int act_start_thread(struct act *a, struct vp *vp);
+struct act *act_spare_get(void);
+void act_spare_give(struct act *s, struct vp *vp);
+void act_wake_spares(void);
+bool act_takeover_begin(struct act *a);
+void act_takeover_end(struct act *a, struct act *s, bool commit);
 void upcall_stats(struct sa_stats *st);
 
 /* Scheduler side (sched/sched.c and critsec/critsec.c). */
 void sched_upcall_add_processor(struct vp *vp);
 void sched_upcall_preempted(struct vp *vp, ucontext_t *uc);
+bool sched_redirect_to_stub(struct uthread *ut, ucontext_t *uc);
+int upcall_run(void);
 
 /* Where code is, for deciding whether a tick may preempt (upcall.c). */
 bool text_in_libsa(uintptr_t pc);
+bool text_in_runtime(uintptr_t pc);
 int text_ranges_init(void);
 
 /* The preemption stub (switch.S) and what it calls (sched.c). */

@@ -1,0 +1,449 @@
+/* act.c - activations: the kernel threads that carry VPs, spares, hand-offs */
+
+/*
+ * Design
+ * ======
+ *
+ * An activation (struct act) is a kernel thread that can carry a VP.  The
+ * runtime starts one per VP (the add-processor upcall: the activation runs
+ * the VP's idle loop, which runs uthreads) and keeps a pool of spares,
+ * which wait on a futex word of their own.  VP and activation are separate
+ * because the kernel thread that carries a VP can get stuck in the kernel
+ * for a uthread (a system call libsa cannot see, a page fault): the blocked
+ * upcall then gives the VP to a spare, which goes on running the VP's other
+ * uthreads, and the stuck activation, when its kernel call returns,
+ * delivers the unblocked upcall: its uthread goes back to a run queue and
+ * the activation becomes a spare.  The backend decides when an activation
+ * is stuck and when it is back (emulated.c: a watchdog); this file does the
+ * moving.
+ *
+ * Who is where.  Every activation owns a slot of sa_gs_slots, found through
+ * its gs base, that names the VP it carries and the activation itself; the
+ * native per-thread word sa_tls_vp names the VP too (see vp_self() in
+ * defs.h).  A carrier's own context (act->idle, on its kernel stack) is the
+ * VP's idle context while it carries it: vp->idle and vp->kfs follow the
+ * carrier.
+ *
+ * Taking a VP from a stuck activation A (act_takeover(), called by the
+ * backend) is a handshake, because A may come back from the kernel at any
+ * moment and must then not touch the VP:
+ *   1. A->handshake = 1, and VP_DISPLACED goes where A's vp_self() looks;
+ *   2. a process-wide memory barrier (membarrier()), after which A, if it
+ *      runs at all, sees the marker;
+ *   3. the backend checks that A was in the kernel the whole time (its
+ *      context-switch count did not move), so it cannot have read the VP
+ *      pointer before step 1 and still be using it;
+ *   4. commit - A is ACT_BLOCKED with its uthread recorded, the spare gets
+ *      the VP - or undo: the VP pointer goes back.  handshake = 0.
+ * A uthread that calls vp_self() while the marker is there waits for the
+ * handshake to end (vp_self_slow()); if it was undone it carries on.
+ *
+ * A stuck activation only ever runs uthread code in the kernel or outside
+ * libsa: the backend never takes a VP from an activation whose user PC is
+ * in libsa or that is inside a libc call libsa bracketed (vp->np), and
+ * every libsa entry reads vp_self() before it takes an internal lock.  So
+ * the first vp_self() after the kernel call returns is where the uthread
+ * learns it lost its VP, and at that point it holds nothing of libsa's.
+ *
+ * Coming back (act_unblocked()).  The uthread switches from its own
+ * context to a fresh context on the activation's kernel stack (the old
+ * idle frames there belong to a VP that is no longer ours and are never
+ * resumed).  That context publishes the uthread (on_cpu = 0, then
+ * sched_ready() from a thread that is not a VP: the uthread's VP's queue
+ * and a kick), and the activation becomes a spare.  When a VP later runs
+ * the uthread, it resumes inside vp_self_slow(), which returns that VP.
+ * A uthread that comes back and never calls libsa is stopped by the
+ * backend instead (emulated.c sends its activation a signal), through the
+ * preemption stub, which calls vp_self() and so ends up here too.
+ */
+
+#include <asm/prctl.h>
+#include <linux/membarrier.h>
+#include <signal.h>
+
+#include "upcall/upcall.h"
+
+struct gs_slot sa_gs_slots[SA_ACTS_MAX + 1];
+
+#define SPARES_MAX 16                /* spares kept; more end */
+#define ACT_GUARD (16 * 1024)
+
+/* clock_ns - CLOCK_MONOTONIC without now_ns()'s bracket, which would ask
+ * vp_self() - the very call that is being answered here. */
+static uint64_t clock_ns(void)
+{
+	struct timespec ts;
+
+	sa_syscall6(SYS_clock_gettime, CLOCK_MONOTONIC, (long)&ts, 0, 0, 0, 0);
+	return (uint64_t)ts.tv_sec * NSEC_PER_SEC + (uint64_t)ts.tv_nsec;
+}
+
+/* act_self - the activation the caller's kernel thread is, or NULL. */
+struct act *act_self(void)
+{
+	struct act *a;
+
+	asm volatile("movq %%gs:sa_gs_slots+8(%%rip), %0" : "=r"(a) : : "memory");
+	return a;
+}
+
+/* act_publish_vp - where vp_self() of @a's kernel thread looks. */
+static void act_publish_vp(struct act *a, struct vp *v)
+{
+	atomic_store_explicit((_Atomic(struct vp *) *)a->tls_vp, v, memory_order_release);
+	atomic_store_explicit((_Atomic(struct vp *) *)&sa_gs_slots[a->slot].vp, v,
+			      memory_order_release);
+}
+
+/**
+ * act_new - a new activation record with a slot and an idle uthread
+ * record; its kernel thread is made by the caller.  NULL if out of slots
+ * or memory.
+ */
+struct act *act_new(void)
+{
+	struct act *a = calloc(1, sizeof(*a));
+
+	if (!a)
+		return NULL;
+	a->idle = ut_alloc();
+	if (!a->idle) {
+		free(a);
+		return NULL;
+	}
+	a->idle->flags = UTF_IDLE;
+	WRITE_ONCE(a->idle->state, UT_RUNNING);
+	a->fd_syscall = a->fd_schedstat = -1;
+	spin_lock(&rt.act_lock);
+	if (rt.nacts == SA_ACTS_MAX) {
+		spin_unlock(&rt.act_lock);
+		spin_lock(&a->idle->lock);
+		ut_free(a->idle);
+		free(a);
+		return NULL;
+	}
+	a->slot = rt.nacts + 1;
+	rt.acts[rt.nacts++] = a;
+	spin_unlock(&rt.act_lock);
+	sa_gs_slots[a->slot].act = a;
+	atomic_fetch_add(&rt.acts_made, 1);
+	return a;
+}
+
+/**
+ * act_thread_setup - first steps of @a's kernel thread (or of the main
+ * thread when it becomes VP 0's carrier): gs base, thread pointer, signal
+ * stack.
+ */
+void act_thread_setup(struct act *a)
+{
+	unsigned long off = a->slot * sizeof(struct gs_slot);
+
+	if (sa_syscall6(SYS_arch_prctl, ARCH_SET_GS, (long)off, 0, 0, 0, 0))
+		sa_panic("arch_prctl(ARCH_SET_GS) failed");
+	a->tid = (pid_t)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
+	a->tls_vp = &sa_tls_vp;
+	tls_record_act(a);
+	stack_altstack_setup(&a->altstack);
+}
+
+/**
+ * act_carry - the calling activation @a carries @vp from now on, with its
+ * own context as @vp's idle context, which is what runs now.
+ */
+void act_carry(struct act *a, struct vp *vp)
+{
+	struct uthread *idle = a->idle;
+
+	atomic_store_explicit(&a->vp, vp, memory_order_relaxed);
+	atomic_store_explicit(&a->state, ACT_CARRYING, memory_order_relaxed);
+	WRITE_ONCE(idle->vp, vp);
+	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
+	vp->idle = idle;
+	vp->kfs = a->kfs;
+	vp->cur = idle;
+	atomic_store_explicit(&vp->act, a, memory_order_release);
+	act_publish_vp(a, vp);
+	if (upcall_enter(a))
+		sa_panic("VP %u: the %s backend could not start an activation",
+			 vp->index, upcall_backend->name);
+}
+
+/* ------------------------------------------------------------------------
+ * Spares
+ */
+
+/* act_run - carry VPs until the runtime stops: first @a->vp if set, then
+ * whatever the pool hands us.  Runs on @a's kernel stack. */
+static void act_run(struct act *a) __attribute__((noreturn));
+
+static void *act_thread_main(void *arg)
+{
+	struct act *a = arg;
+
+	act_thread_setup(a);
+	{
+		pthread_attr_t at;
+		void *lo;
+		size_t sz;
+
+		if (!pthread_getattr_np(pthread_self(), &at)) {
+			if (!pthread_attr_getstack(&at, &lo, &sz)) {
+				a->idle->stack_lo = lo;
+				a->idle->stack_hi = (char *)lo + sz;
+			}
+			pthread_attr_destroy(&at);
+		}
+	}
+	san_thread_adopt(a->idle);
+	/* Fresh contexts after an unblock start here, below this frame. */
+	a->base_sp = (char *)__builtin_frame_address(0) - 512;
+	atomic_store_explicit(&a->ready, 1, memory_order_release);
+	futex_wake(&a->ready, 1);
+	act_run(a);
+}
+
+/**
+ * act_start_thread - give @a a kernel thread of its own that starts
+ * carrying @vp (NULL: as a spare).  Returns 0 or -EAGAIN.
+ */
+int act_start_thread(struct act *a, struct vp *vp)
+{
+	pthread_attr_t at;
+	int r;
+
+	a->own_thread = true;
+	atomic_store_explicit(&a->vp, vp, memory_order_relaxed);
+	atomic_store_explicit(&a->state, vp ? ACT_CARRYING : ACT_SPARE, memory_order_relaxed);
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&a->thread, &at, act_thread_main, a);
+	pthread_attr_destroy(&at);
+	if (r)
+		return -EAGAIN;
+	/* The caller may hand it a VP as soon as this returns. */
+	while (!atomic_load_explicit(&a->ready, memory_order_acquire))
+		futex_wait(&a->ready, 0, NULL);
+	return 0;
+}
+
+/*
+ * act_spare_wait - put @a in the spare pool and wait until it is given a
+ * VP (returned) or the runtime stops (NULL; then it must end).  A pool
+ * already full ends the activation instead.
+ */
+static struct vp *act_spare_wait(struct act *a)
+{
+	struct vp *vp;
+
+	atomic_store_explicit(&a->wake, 0, memory_order_relaxed);
+	spin_lock(&rt.act_lock);
+	if (rt.nspares >= SPARES_MAX || atomic_load(&rt.stopping)) {
+		spin_unlock(&rt.act_lock);
+		return NULL;
+	}
+	atomic_store_explicit(&a->state, ACT_SPARE, memory_order_relaxed);
+	a->spare_next = rt.spares;
+	rt.spares = a;
+	rt.nspares++;
+	spin_unlock(&rt.act_lock);
+	while (!atomic_load_explicit(&a->wake, memory_order_acquire))
+		futex_wait(&a->wake, 0, NULL);
+	vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+	return vp;
+}
+
+/** act_spare_get - a spare from the pool (taken out of it), or NULL. */
+struct act *act_spare_get(void)
+{
+	struct act *a;
+
+	spin_lock(&rt.act_lock);
+	a = rt.spares;
+	if (a) {
+		rt.spares = a->spare_next;
+		rt.nspares--;
+	}
+	spin_unlock(&rt.act_lock);
+	return a;
+}
+
+/** act_spare_give - wake spare @s (from act_spare_get()) to carry @vp;
+ * @vp NULL: back to the pool. */
+void act_spare_give(struct act *s, struct vp *vp)
+{
+	if (!vp) {
+		spin_lock(&rt.act_lock);
+		s->spare_next = rt.spares;
+		rt.spares = s;
+		rt.nspares++;
+		spin_unlock(&rt.act_lock);
+		return;
+	}
+	atomic_store_explicit(&s->vp, vp, memory_order_relaxed);
+	atomic_store_explicit(&s->wake, 1, memory_order_release);
+	futex_wake(&s->wake, 1);
+}
+
+/** act_wake_spares - the runtime stops: let every spare end. */
+void act_wake_spares(void)
+{
+	struct act *a;
+
+	while ((a = act_spare_get()) != NULL) {
+		atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
+		atomic_store_explicit(&a->wake, 1, memory_order_release);
+		futex_wake(&a->wake, 1);
+	}
+}
+
+static void act_run(struct act *a)
+{
+	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+
+	for (;;) {
+		if (!vp)
+			vp = act_spare_wait(a);
+		if (!vp)
+			break;
+		act_carry(a, vp);
+		sched_upcall_add_processor(vp); /* returns when the runtime stops */
+		upcall_leave(a);
+		break;
+	}
+	/*
+	 * The main thread is an activation too (VP 0's first carrier), but
+	 * its kernel stack is the main uthread's stack, which may be running
+	 * on another activation now: it must never unwind or return.  The
+	 * process's exit ends it.
+	 */
+	if (!a->own_thread)
+		for (;;)
+			futex_wait(&a->wake, 2, NULL);
+	pthread_exit(NULL);
+}
+
+/* ------------------------------------------------------------------------
+ * The blocked and unblocked upcalls
+ */
+
+/**
+ * act_takeover_begin - steps 1-2 of the handshake on stuck activation @a.
+ * Returns false if no memory barrier can be had (no hand-off then).
+ */
+bool act_takeover_begin(struct act *a)
+{
+	static int mb_ok = -1;
+
+	if (mb_ok < 0)
+		mb_ok = sa_syscall6(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+				    0, 0, 0, 0, 0) == 0;
+	if (!mb_ok)
+		return false;
+	atomic_store(&a->handshake, 1);
+	act_publish_vp(a, VP_DISPLACED);
+	sa_syscall6(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0, 0, 0, 0);
+	return true;
+}
+
+/**
+ * act_takeover_end - step 4: @commit gives @a's VP to spare @s (blocked
+ * upcall), else the VP stays with @a and @s goes back to the pool.
+ */
+void act_takeover_end(struct act *a, struct act *s, bool commit)
+{
+	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+
+	if (!commit) {
+		act_publish_vp(a, vp);
+		atomic_store(&a->handshake, 0);
+		act_spare_give(s, NULL);
+		return;
+	}
+	a->blocked = vp->cur;
+	a->unblock_seen = 0;
+	atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
+	atomic_store(&a->state, ACT_BLOCKED);
+	atomic_store(&a->handshake, 0);
+	atomic_fetch_add(&rt.blocked_handoffs, 1);
+	upcall_backend->displaced(a);
+	act_spare_give(s, vp);
+}
+
+/* Fresh context of an activation whose uthread came back: publish the
+ * uthread, become a spare. */
+static void act_unblocked_entry(void)
+{
+	struct act *a = act_self();
+	struct uthread *me = a->blocked;
+	uint64_t seen = a->unblock_seen;
+
+	san_switch_end(a->idle);
+	act_publish_vp(a, NULL); /* not a VP's carrier any more */
+	a->blocked = NULL;
+	upcall_leave(a);
+	atomic_store_explicit(&me->on_cpu, 0, memory_order_release);
+	atomic_fetch_add(&rt.unblocks, 1);
+	if (seen) {
+		uint64_t d = clock_ns() - seen, m = atomic_load(&rt.unblock_max_ns);
+
+		while (d > m && !atomic_compare_exchange_weak(&rt.unblock_max_ns, &m, d))
+			;
+	}
+	sched_ready(me); /* not a VP now: queued on me->vp, which is kicked */
+	act_run(a);
+}
+
+/*
+ * act_unblocked - the unblocked upcall, on the activation that came back
+ * from the kernel, from its uthread's vp_self().  Switches the uthread out
+ * to a fresh context (which makes it runnable and turns the activation
+ * into a spare) and, when some VP runs the uthread again, returns it.
+ */
+static struct vp *act_unblocked(struct act *a)
+{
+	struct uthread *me = a->blocked;
+	struct vp *vp;
+
+	if (me->flags & UTF_TLS)
+		tls_set_fs(a->kfs);
+	sa_ctx_init(&a->idle->ctx, a->base_sp, act_unblocked_entry);
+	san_switch_begin(me, a->idle, false);
+	sa_ctx_switch(&me->ctx, &a->idle->ctx);
+	/* Resumed by switch_to() on some VP: finish its switch. */
+	san_switch_end(me);
+	sched_finish_switch();
+	vp = vp_self();
+	return vp;
+}
+
+/**
+ * vp_self_slow - vp_self() when the word it read is a marker: the uthread
+ * runs on a TLS block of its own (read the gs slot), or its activation
+ * lost its VP while it was in the kernel.
+ */
+struct vp *vp_self_slow(struct vp *v)
+{
+	struct act *a;
+
+	for (;;) {
+		if (v == VP_VIA_GS)
+			asm volatile("movq %%gs:sa_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
+		if (v != VP_DISPLACED)
+			return v;
+		/* The process is exiting and the VPs stop: go on as a thread
+		 * that carries no VP. */
+		if (atomic_load(&rt.stopping))
+			return NULL;
+		a = act_self();
+		while (atomic_load(&a->handshake))
+			cpu_relax();
+		if (atomic_load(&a->state) == ACT_BLOCKED) {
+			if (!a->unblock_seen)
+				a->unblock_seen = clock_ns();
+			return act_unblocked(a);
+		}
+		/* The hand-off was undone: read again. */
+		v = atomic_load_explicit((_Atomic(struct vp *) *)a->tls_vp, memory_order_acquire);
+	}
+}

@@ -1,0 +1,213 @@
+/* test_blocked.c - the blocked and unblocked upcalls: hidden blocking system calls */
+#include <sys/syscall.h>
+
+#include "helpers.h"
+
+#include <criterion/redirect.h>
+
+/*
+ * Every test blocks a uthread in a raw read(2) of a pipe, which libsa
+ * cannot see, on a runtime with one VP.  Without the blocked upcall
+ * nothing else could run on that VP until the read returns.
+ */
+static int pipefd[2];
+static _Atomic int reader_done;
+static _Atomic uint64_t other_ran_at;
+static char got;
+
+static void start_blocked(const char *blocked_us)
+{
+	struct sa_stats st;
+
+	if (blocked_us)
+		setenv("SA_BLOCKED_US", blocked_us, 1);
+	h_start_env("1");
+	st = h_stats();
+	if (st.backend != SA_BACKEND_EMULATED)
+		cr_skip_test("the emulated backend is not in use");
+	cr_assert_eq(pipe(pipefd), 0);
+}
+
+static void *hidden_reader(void *arg)
+{
+	long r = syscall(SYS_read, pipefd[0], &got, 1);
+
+	UT_CHECK_EQ(r, 1);
+	/* Back from the kernel: libsa works here, wherever we run now. */
+	UT_CHECK(sa_vp_self() == 0);
+	UT_CHECK_EQ(sa_yield(), 0);
+	atomic_store(&reader_done, 1);
+	(void)arg;
+	return NULL;
+}
+
+static void *note_time(void *arg)
+{
+	(void)arg;
+	atomic_store(&other_ran_at, h_mono());
+	return NULL;
+}
+
+/* wait_for - sleep (the libsa way) until *@flag or 5 s. */
+static void wait_for(_Atomic uint64_t *flag)
+{
+	uint64_t until = h_mono() + 5 * NSEC_PER_SEC_;
+
+	while (!atomic_load(flag) && h_mono() < until)
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+}
+
+Test(blocked, hidden_syscall_does_not_stall_its_vp, .timeout = 30)
+{
+	sa_uthread_t r, o;
+	struct sa_stats a, b;
+	uint64_t t0;
+
+	start_blocked(NULL);
+	a = h_stats();
+	r = h_spawn(hidden_reader, NULL);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC)); /* the reader is in the kernel */
+	t0 = h_mono();
+	o = h_spawn(note_time, NULL);
+	wait_for(&other_ran_at);
+	cr_assert_neq(atomic_load(&other_ran_at), 0u, "nothing else ran on the VP");
+	cr_assert_eq(atomic_load(&reader_done), 0);
+	/* Bound: 1 ms by default; allow for a loaded machine. */
+	cr_assert_lt(atomic_load(&other_ran_at) - t0, 500 * NSEC_PER_MSEC);
+	cr_assert_eq(write(pipefd[1], "x", 1), 1);
+	h_join(r);
+	h_join(o);
+	assert_no_ut_failures();
+	cr_assert_eq(got, 'x');
+	b = h_stats();
+	cr_assert_geq(b.blocked_handoffs - a.blocked_handoffs, 1u);
+	cr_assert_geq(b.unblocks - a.unblocks, 1u);
+	cr_assert_geq(b.activations, 2u, "a spare carried the VP");
+}
+
+Test(blocked, main_uthread_blocked_in_the_kernel, .timeout = 30)
+{
+	sa_uthread_t o;
+	char c;
+
+	start_blocked(NULL);
+	/* The spawned uthread can only run if our VP is handed over while
+	 * we wait in read(2); it writes what we wait for. */
+	atomic_store(&other_ran_at, 0);
+	o = h_spawn(note_time, NULL);
+	(void)o;
+	{
+		struct timespec ts = h_ns_to_ts(200 * NSEC_PER_MSEC);
+
+		/* nanosleep through the raw call: libsa cannot see it */
+		syscall(SYS_nanosleep, &ts, NULL);
+	}
+	cr_assert_neq(atomic_load(&other_ran_at), 0u,
+		      "the spawned uthread did not run while we slept in the kernel");
+	h_join(o);
+	cr_assert_eq(sa_vp_self(), 0);
+	c = 0;
+	(void)c;
+}
+
+/*
+ * A uthread that comes back from the kernel and computes without calling
+ * libsa is stopped by the backend: from its return, the time during which
+ * it and the VP's new carrier both run user code stays short.
+ */
+static _Atomic uint64_t heartbeat;
+static _Atomic int hb_stop;
+static uint64_t longest_overlap;
+
+static void *beat(void *arg)
+{
+	(void)arg;
+	while (!atomic_load_explicit(&hb_stop, memory_order_relaxed))
+		atomic_fetch_add_explicit(&heartbeat, 1, memory_order_relaxed);
+	return NULL;
+}
+
+static void *reader_then_compute(void *arg)
+{
+	uint64_t prev, start, stretch = 0, hb_prev;
+	long r = syscall(SYS_read, pipefd[0], &got, 1);
+
+	(void)arg;
+	UT_CHECK_EQ(r, 1);
+	start = prev = h_mono();
+	hb_prev = atomic_load(&heartbeat);
+	while (prev - start < 200 * NSEC_PER_MSEC) {
+		uint64_t now = h_mono(), hb = atomic_load(&heartbeat);
+
+		/* We ran from prev to now without a gap, and the beat went
+		 * on meanwhile: two carriers ran user code of one VP. */
+		if (now - prev < 100 * NSEC_PER_USEC && hb != hb_prev)
+			stretch += now - prev;
+		else
+			stretch = 0;
+		if (stretch > longest_overlap)
+			longest_overlap = stretch;
+		hb_prev = hb;
+		prev = now;
+	}
+	atomic_store(&reader_done, 1);
+	return NULL;
+}
+
+Test(blocked, returning_activation_gives_its_vp_back_within_the_bound, .timeout = 30)
+{
+	sa_uthread_t r, b;
+	struct sa_stats st;
+
+	start_blocked(NULL);
+	r = h_spawn(reader_then_compute, NULL);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	b = h_spawn(beat, NULL);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC)); /* the VP moved; the beat runs */
+	cr_assert_gt(atomic_load(&heartbeat), 0u, "the VP was not handed over");
+	cr_assert_eq(write(pipefd[1], "y", 1), 1);
+	h_join(r);
+	atomic_store(&hb_stop, 1);
+	h_join(b);
+	assert_no_ut_failures();
+	st = h_stats();
+	cr_assert_geq(st.unblocks, 1u);
+	/* The bound is 1 ms plus a watchdog round; allow for a loaded host. */
+	cr_assert_lt(longest_overlap, 50 * NSEC_PER_MSEC,
+		     "two activations ran the VP's uthreads for %llu ns",
+		     (unsigned long long)longest_overlap);
+}
+
+static void *late_writer(void *arg)
+{
+	(void)arg;
+	h_os_sleep_ns(300 * NSEC_PER_MSEC);
+	UT_CHECK_EQ(write(pipefd[1], "z", 1), 1);
+	return NULL;
+}
+
+Test(blocked, zero_bound_turns_the_handoff_off, .timeout = 30)
+{
+	pthread_t w;
+	sa_uthread_t r;
+	uint64_t t0;
+
+	start_blocked("0");
+	w = h_pthread(late_writer, NULL);
+	r = h_spawn(hidden_reader, NULL);
+	t0 = h_mono();
+	/* The reader takes the VP and sticks in the kernel: our 20 ms sleep
+	 * ends only when the pthread's write sets it free. */
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	cr_assert_gt(h_mono() - t0, 200 * NSEC_PER_MSEC, "the VP was handed over");
+	h_join(r);
+	h_pthread_join(w);
+	assert_no_ut_failures();
+	cr_assert_eq(h_stats().blocked_handoffs, 0u);
+}
+
+Test(blocked, malformed_bound_is_rejected, .timeout = 10, .init = cr_redirect_stderr)
+{
+	setenv("SA_BLOCKED_US", "soon", 1);
+	SA_ERR(sa_init(1), -EINVAL);
+}
