@@ -15,12 +15,12 @@ EXTRA_PROGRAMS = \
 
 BENCH_OPTFLAGS = -O2
 
-bench_bench_micro_sa_SOURCES = bench/micro.c bench/impl.h bench/impl_sa.h
+bench_bench_micro_sa_SOURCES = bench/micro.c bench/harness.h bench/impl.h bench/impl_sa.h
 bench_bench_micro_sa_CPPFLAGS = $(AM_CPPFLAGS) -DBENCH_IMPL_SA
 bench_bench_micro_sa_CFLAGS = $(AM_CFLAGS) $(BENCH_OPTFLAGS)
 bench_bench_micro_sa_LDADD = libsa.la
 
-bench_bench_micro_nptl_SOURCES = bench/micro.c bench/impl.h bench/impl_nptl.h
+bench_bench_micro_nptl_SOURCES = bench/micro.c bench/harness.h bench/impl.h bench/impl_nptl.h
 bench_bench_micro_nptl_CPPFLAGS = $(AM_CPPFLAGS) -DBENCH_IMPL_NPTL
 bench_bench_micro_nptl_CFLAGS = $(AM_CFLAGS) $(BENCH_OPTFLAGS)
 bench_bench_micro_nptl_LDADD = $(AX_PTHREAD_LIBS)

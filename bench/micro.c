@@ -27,76 +27,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "impl.h"
 
-static const char *cur_bench = "?";
-
-static __attribute__((noreturn)) void die(const char *what, int rc)
-{
-	fprintf(stderr, "bench-micro (%s): %s: %s failed: %s\n",
-		BT_IMPL_NAME, cur_bench, what, strerror(-rc));
-	exit(2);
-}
-
-/* CHECK - run a bt_* call; any error ends the benchmark. */
-#define CHECK(call) do {				\
-	int rc_ = (call);				\
-	if (rc_ != 0)					\
-		die(#call, rc_);			\
-} while (0)
-
-static __attribute__((noreturn)) void die_wrong(const char *what,
-						uint64_t got, uint64_t want)
-{
-	fprintf(stderr, "bench-micro (%s): %s: wrong result: %s is %" PRIu64
-		", expected %" PRIu64 "\n", BT_IMPL_NAME, cur_bench, what,
-		got, want);
-	exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------------
- * Start gate: workers arrive and wait (yielding, so that it also works on
- * one processor without preemption); the timer starts when all arrived.
- */
-
-struct gate {
-	atomic_uint ready;
-	atomic_uint go;
-};
-
-static void gate_arrive(struct gate *g)
-{
-	atomic_fetch_add(&g->ready, 1);
-	while (!atomic_load_explicit(&g->go, memory_order_acquire))
-		CHECK(bt_yield());
-}
-
-static uint64_t gate_open(struct gate *g, unsigned n)
-{
-	uint64_t t0;
-
-	while (atomic_load(&g->ready) < n)
-		CHECK(bt_yield());
-	t0 = now_ns();
-	atomic_store_explicit(&g->go, 1, memory_order_release);
-	return t0;
-}
+#define BENCH_PROG "bench-micro"
+#include "harness.h"
 
 /* Spawn @n workers running @fn(@arg), open the gate, join them: elapsed ns. */
 static uint64_t run_workers(unsigned n, void *(*fn)(void *), void **args,
@@ -410,13 +350,6 @@ static const struct bench benches[] = {
 #define KTHREAD_SKYNET_SKIP "1,111,111 kernel threads: each is a kernel " \
 	"task with an 8 MiB stack mapping, limited by threads-max and " \
 	"vm.max_map_count and minutes of clone+exit; compare skynet-10k"
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
 
 static void report(const struct bench *b, bool json, double value,
 		   double lo, double hi, int reps, uint64_t n)
