@@ -11,6 +11,8 @@
 EXTRA_PROGRAMS = \
 	bench/bench-micro-sa \
 	bench/bench-micro-nptl \
+	bench/bench-activations-sa \
+	bench/bench-activations-nptl \
 	bench/bench-fiber
 
 BENCH_OPTFLAGS = -O2
@@ -25,11 +27,22 @@ bench_bench_micro_nptl_CPPFLAGS = $(AM_CPPFLAGS) -DBENCH_IMPL_NPTL
 bench_bench_micro_nptl_CFLAGS = $(AM_CFLAGS) $(BENCH_OPTFLAGS)
 bench_bench_micro_nptl_LDADD = $(AX_PTHREAD_LIBS)
 
+bench_bench_activations_sa_SOURCES = bench/activations.c bench/harness.h bench/impl.h bench/impl_sa.h
+bench_bench_activations_sa_CPPFLAGS = $(AM_CPPFLAGS) -DBENCH_IMPL_SA
+bench_bench_activations_sa_CFLAGS = $(AM_CFLAGS) $(BENCH_OPTFLAGS)
+bench_bench_activations_sa_LDADD = libsa.la
+
+bench_bench_activations_nptl_SOURCES = bench/activations.c bench/harness.h bench/impl.h bench/impl_nptl.h
+bench_bench_activations_nptl_CPPFLAGS = $(AM_CPPFLAGS) -DBENCH_IMPL_NPTL
+bench_bench_activations_nptl_CFLAGS = $(AM_CFLAGS) $(BENCH_OPTFLAGS)
+bench_bench_activations_nptl_LDADD = $(AX_PTHREAD_LIBS)
+
 bench_bench_fiber_SOURCES = bench/fiber.cc
 bench_bench_fiber_CXXFLAGS = -std=c++14 -pthread -Wall -Wextra -Wno-unused-parameter $(BENCH_OPTFLAGS)
 bench_bench_fiber_LDADD = -lboost_fiber -lboost_context $(AX_PTHREAD_LIBS)
 
-BENCH_PROGS = bench/bench-micro-sa$(EXEEXT) bench/bench-micro-nptl$(EXEEXT)
+BENCH_PROGS = bench/bench-micro-sa$(EXEEXT) bench/bench-micro-nptl$(EXEEXT) \
+	bench/bench-activations-sa$(EXEEXT) bench/bench-activations-nptl$(EXEEXT)
 if HAVE_BOOST_FIBER
 BENCH_PROGS += bench/bench-fiber$(EXEEXT)
 endif
