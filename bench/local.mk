@@ -1,8 +1,9 @@
 # bench/local.mk - the benchmark suite: built and run by `make bench` only
 #
-# The micro-benchmarks are written once (bench/micro.c against bench/impl.h)
-# and built twice: against libsa and against glibc NPTL.  The Go and
-# Boost.Fiber peers are built when configure found them (HAVE_GO,
+# The benchmarks are written once (bench/micro.c and bench/activations.c
+# against bench/impl.h) and each built twice: against libsa and against
+# glibc NPTL.  The Go peers (bench/go/micro.go, bench/go/activations.go) and
+# the Boost.Fiber one are built when configure found them (HAVE_GO,
 # HAVE_BOOST_FIBER).  All programs are EXTRA_PROGRAMS, so `make`, `make
 # check` and `make distcheck` do not build them; `make bench` builds them and
 # runs bench/run-suite, which prints the table and writes
@@ -52,14 +53,17 @@ BENCH_GO_ENV = GO111MODULE=off GOFLAGS= GOPROXY=off \
 	GOCACHE="$(abs_builddir)/bench/.go-cache" \
 	GOPATH="$(abs_builddir)/bench/.go-path"
 if HAVE_GO
-BENCH_PROGS += bench/bench-go-micro
+BENCH_PROGS += bench/bench-go-micro bench/bench-go-activations
 endif
 bench/bench-go-micro: $(srcdir)/bench/go/micro.go
 	$(AM_V_GEN)$(MKDIR_P) bench && \
 	$(BENCH_GO_ENV) $(GO) build -o $@ $(srcdir)/bench/go/micro.go
+bench/bench-go-activations: $(srcdir)/bench/go/activations.go
+	$(AM_V_GEN)$(MKDIR_P) bench && \
+	$(BENCH_GO_ENV) $(GO) build -o $@ $(srcdir)/bench/go/activations.go
 
-EXTRA_DIST += bench/go/micro.go bench/run-suite bench/README.md
-CLEANFILES += $(EXTRA_PROGRAMS) bench/bench-go-micro
+EXTRA_DIST += bench/go/micro.go bench/go/activations.go bench/run-suite bench/README.md
+CLEANFILES += $(EXTRA_PROGRAMS) bench/bench-go-micro bench/bench-go-activations
 
 # BENCH_FLAGS: extra options for bench/run-suite, e.g.
 #   make bench BENCH_FLAGS="--markdown results/bench.md"
