@@ -14,9 +14,10 @@
  * quanta).  Per run: the median, 99th percentile and maximum round trip;
  * reported: the median over --reps runs of the first two (hog-pingpong,
  * hog-pingpong-p99) and the largest maximum.  Also reported: the hog's
- * share of the processor in percent (hog-pingpong-share: its loop count
- * against its rate when it ran alone just before), because a runtime that
- * starves the hog shows a fine ping-pong.  On libsa the hog leaves the VP only when the preemption
+ * share of the CPU time the process used in the run, in percent
+ * (hog-pingpong-share: its loop count divided by its rate per CPU ns when
+ * it ran alone just before), because a runtime that starves the hog shows
+ * a fine ping-pong.  On libsa the hog leaves the VP only when the preemption
  * tick (SA_QUANTUM_US) takes it away.
  *
  * io-overlap (2 processors).  IO_PAIRS client/server pairs, each a thread
@@ -122,7 +123,6 @@ struct hog {
 	uint64_t run_ns;
 	uint32_t *lat;      /* side 0's round trips, ns */
 	size_t nlat;
-	uint64_t pair_ns;   /* side 0's first to last timestamp */
 	uint64_t hog_units;
 	uint64_t turns[2];
 };
@@ -166,7 +166,6 @@ static void *hog_ping(void *p)
 		h->lat[h->nlat++] = (uint32_t)(t1 - t0 > UINT32_MAX ? UINT32_MAX : t1 - t0);
 		t0 = t1;
 	}
-	h->pair_ns = t0 - start;
 	CHECK(bt_mutex_unlock(&h->m));
 	atomic_store(&h->hog_stop, 1);
 	return NULL;
@@ -198,16 +197,28 @@ static int cmp_u32(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* The hog loop's rate alone on this processor, in units per ns. */
+static uint64_t cpu_ns(clockid_t clk)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * The hog loop's rate alone, in units per ns of the calling kernel
+ * thread's CPU time (for libsa: the VP's, which runs nothing else now), so
+ * that other processes on the machine do not skew it.
+ */
 static double hog_rate_alone(void)
 {
-	uint64_t x = 1, units = 0, t0 = now_ns(), t;
+	uint64_t x = 1, units = 0, t0 = cpu_ns(CLOCK_THREAD_CPUTIME_ID), t;
 
 	do {
 		for (int i = 0; i < 16; i++)
 			x = spin_unit(x);
 		units += 16;
-		t = now_ns();
+		t = cpu_ns(CLOCK_THREAD_CPUTIME_ID);
 	} while (t - t0 < 20000000u);
 	spin_sink = x;
 	return (double)units / (double)(t - t0);
@@ -222,6 +233,7 @@ static void run_hog_once(struct hog *h, double rate, struct hog_result *r)
 {
 	bt_thread_t t[3];
 	void *(*fn[3])(void *) = { hog_spinner, hog_ping, hog_pong };
+	uint64_t cpu0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID), cpu1;
 
 	h->g = (struct gate){ 0, 0 };
 	h->turn = 0;
@@ -234,6 +246,7 @@ static void run_hog_once(struct hog *h, double rate, struct hog_result *r)
 	gate_open(&h->g, 3);
 	for (int i = 0; i < 3; i++)
 		CHECK(bt_join(t[i], NULL));
+	cpu1 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 	if (h->nlat == 0 || h->turns[0] != h->nlat || h->turns[1] != h->nlat)
 		die_wrong("round trips", h->turns[1], h->nlat);
 	qsort(h->lat, h->nlat, sizeof(h->lat[0]), cmp_u32);
@@ -241,7 +254,7 @@ static void run_hog_once(struct hog *h, double rate, struct hog_result *r)
 	r->med = h->lat[h->nlat / 2];
 	r->p99 = h->lat[h->nlat * 99 / 100];
 	r->max = h->lat[h->nlat - 1];
-	r->share = (double)h->hog_units / (rate * (double)h->pair_ns);
+	r->share = (double)h->hog_units / rate / (double)(cpu1 - cpu0);
 }
 
 static void bench_hog_pingpong(const struct opts *o)

@@ -68,19 +68,35 @@ var spinSink uint64
 
 const hogSamplesMax = 16 << 20
 
+// cpuNs is the CPU time of the calling thread (who = RUSAGE_THREAD) or of
+// the process (syscall.RUSAGE_SELF).
+func cpuNs(who int) int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(who, &ru); err != nil {
+		fail("hog-pingpong", "getrusage: %v", err)
+	}
+	return syscall.TimevalToNsec(ru.Utime) + syscall.TimevalToNsec(ru.Stime)
+}
+
+const rusageThread = 1 // RUSAGE_THREAD
+
+// hogRateAlone is the hog loop's rate alone, in units per ns of this
+// thread's CPU time (the goroutine is locked to its thread meanwhile).
 func hogRateAlone() float64 {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
 	x, units := uint64(1), uint64(0)
-	t0 := time.Now()
-	var d time.Duration
-	for d < 20*time.Millisecond {
+	t0 := cpuNs(rusageThread)
+	var d int64
+	for d < 20000000 {
 		for i := 0; i < 16; i++ {
 			x = spinUnit(x)
 		}
 		units += 16
-		d = time.Since(t0)
+		d = cpuNs(rusageThread) - t0
 	}
 	atomic.StoreUint64(&spinSink, x)
-	return float64(units) / float64(d.Nanoseconds())
+	return float64(units) / float64(d)
 }
 
 type hogResult struct {
@@ -96,7 +112,7 @@ func runHogOnce(runFor time.Duration, rate float64, lat []uint32) hogResult {
 	var hogUnits uint64
 	var turns [2]int
 	nlat := 0
-	var pairNs int64
+	cpu0 := cpuNs(syscall.RUSAGE_SELF)
 	var ready, done sync.WaitGroup
 	start := make(chan struct{})
 	ready.Add(3)
@@ -141,7 +157,6 @@ func runHogOnce(runFor time.Duration, rate float64, lat []uint32) hogResult {
 			nlat++
 			t0 = t1
 		}
-		pairNs = t0.Sub(begin).Nanoseconds()
 		m.Unlock()
 		atomic.StoreInt32(&hogStop, 1)
 		done.Done()
@@ -167,13 +182,14 @@ func runHogOnce(runFor time.Duration, rate float64, lat []uint32) hogResult {
 	ready.Wait()
 	close(start)
 	done.Wait()
+	cpu1 := cpuNs(syscall.RUSAGE_SELF)
 	if nlat == 0 || turns[0] != nlat || turns[1] != nlat {
 		fail("hog-pingpong", "round trips %d+%d, expected %d each", turns[0], turns[1], nlat)
 	}
 	s := lat[:nlat]
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return hogResult{float64(s[nlat/2]), float64(s[nlat*99/100]), float64(s[nlat-1]),
-		float64(hogUnits) / (rate * float64(pairNs)), nlat}
+		float64(hogUnits) / rate / float64(cpu1-cpu0), nlat}
 }
 
 func benchHogPingpong(reps int, timeMs int) {
