@@ -60,12 +60,6 @@
 #define BENCH_PROG "bench-activations"
 #include "harness.h"
 
-struct opts {
-	bool json;
-	int reps;
-	uint64_t time_ns;
-};
-
 static double median_of(double *v, int n)
 {
 	for (int i = 1; i < n; i++) /* insertion sort: n <= 64 */
@@ -79,7 +73,7 @@ static double median_of(double *v, int n)
 }
 
 /* Print one reported figure; @extra is "" or ", \"key\": value, ...". */
-static void emit(const struct opts *o, const char *bench, const char *metric,
+static void emit(const struct bench_args *o, const char *bench, const char *metric,
 		 double value, int prec, const char *extra)
 {
 	if (o->json)
@@ -257,7 +251,7 @@ static void run_hog_once(struct hog *h, double rate, struct hog_result *r)
 	r->share = (double)h->hog_units / rate / (double)(cpu1 - cpu0);
 }
 
-static void bench_hog_pingpong(const struct opts *o)
+static void bench_hog_pingpong(const struct bench_args *o)
 {
 	struct hog h = { .run_ns = 4 * o->time_ns };
 	struct hog_result r;
@@ -451,7 +445,7 @@ static uint64_t run_io_once(struct io_run *run, uint64_t *io_ns, uint64_t *cpu_n
 	return end - t0;
 }
 
-static void bench_io_overlap(const struct opts *o)
+static void bench_io_overlap(const struct bench_args *o)
 {
 	struct io_run *run = calloc(1, sizeof(*run));
 	double all[64], io[64], cpu[64];
@@ -528,7 +522,7 @@ static void run_hidden_once(double *to_other_ms, double *call_ms)
 	*call_ms = (double)(h.returned - h.entered) * 1e-6;
 }
 
-static void bench_hidden_syscall(const struct opts *o)
+static void bench_hidden_syscall(const struct bench_args *o)
 {
 	double other[64], call[64];
 	char extra[128];
@@ -548,7 +542,7 @@ static void bench_hidden_syscall(const struct opts *o)
 struct abench {
 	const char *name;
 	unsigned procs;
-	void (*run)(const struct opts *o);
+	void (*run)(const struct bench_args *o);
 	const char *what;
 };
 
@@ -573,45 +567,22 @@ static void usage(FILE *f)
 			abenches[i].what, abenches[i].procs);
 }
 
+static const char *abench_name(size_t i)
+{
+	return abenches[i].name;
+}
+
 int main(int argc, char **argv)
 {
-	const struct abench *b = NULL;
-	struct opts o = { false, 5, 50000000u };
+	struct bench_args a;
+	const struct abench *b;
+	int rc = bench_parse_args(argc, argv, NABENCH, abench_name, usage, &a);
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			o.json = true;
-		} else if (!strcmp(argv[i], "--list")) {
-			for (size_t k = 0; k < NABENCH; k++)
-				printf("%s\n", abenches[k].name);
-			return 0;
-		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			o.reps = atoi(argv[++i]);
-		} else if (!strcmp(argv[i], "--time-ms") && i + 1 < argc) {
-			o.time_ns = strtoull(argv[++i], NULL, 10) * 1000000u;
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else if (argv[i][0] != '-' && !b) {
-			for (size_t k = 0; k < NABENCH; k++)
-				if (!strcmp(argv[i], abenches[k].name))
-					b = &abenches[k];
-			if (!b) {
-				fprintf(stderr, "unknown benchmark %s\n", argv[i]);
-				usage(stderr);
-				return 1;
-			}
-		} else {
-			usage(stderr);
-			return 1;
-		}
-	}
-	if (!b || o.reps < 1 || o.reps > 64 || o.time_ns == 0) {
-		usage(stderr);
-		return 1;
-	}
+	if (rc >= 0)
+		return rc;
+	b = &abenches[a.which];
 	cur_bench = b->name;
 	CHECK(bt_setup(b->procs));
-	b->run(&o);
+	b->run(&a);
 	return 0;
 }

@@ -5,11 +5,13 @@
 /*
  * Included by a benchmark program after impl.h, with BENCH_PROG defined to
  * the program's base name ("bench-micro", ...) for its messages.  The
- * program sets cur_bench to the benchmark it runs.
+ * program sets cur_bench to the benchmark it runs.  Every function is
+ * static inline, so a program pays only for what it uses.
  */
 
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,6 +88,68 @@ static inline uint64_t gate_open(struct gate *g, unsigned n)
 	t0 = now_ns();
 	atomic_store_explicit(&g->go, 1, memory_order_release);
 	return t0;
+}
+
+/* ------------------------------------------------------------------------
+ * Command line: [--json] [--reps N] [--time-ms MS] BENCH, --list, --help.
+ */
+
+struct bench_args {
+	bool json;          /* one JSON object per figure */
+	int reps;           /* timed runs, 1 to 64 (default 5) */
+	uint64_t time_ns;   /* --time-ms (default 50) */
+	size_t which;       /* the benchmark named */
+};
+
+/*
+ * bench_parse_args - read the command line into @a
+ * @name_at: the name of benchmark @i, for @i below @n
+ * @usage:   prints the usage and the benchmarks to a stream
+ * Returns -1 when the program is to run benchmark @a->which, else the
+ * status to exit with: 0 after --list or --help, 1 after a usage error.
+ */
+static inline int bench_parse_args(int argc, char **argv, size_t n,
+				   const char *(*name_at)(size_t i),
+				   void (*usage)(FILE *f), struct bench_args *a)
+{
+	bool named = false;
+
+	*a = (struct bench_args){ false, 5, 50000000u, 0 };
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--json")) {
+			a->json = true;
+		} else if (!strcmp(argv[i], "--list")) {
+			for (size_t k = 0; k < n; k++)
+				printf("%s\n", name_at(k));
+			return 0;
+		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
+			a->reps = atoi(argv[++i]);
+		} else if (!strcmp(argv[i], "--time-ms") && i + 1 < argc) {
+			a->time_ns = strtoull(argv[++i], NULL, 10) * 1000000u;
+		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+			usage(stdout);
+			return 0;
+		} else if (argv[i][0] != '-' && !named) {
+			for (size_t k = 0; k < n && !named; k++)
+				if (!strcmp(argv[i], name_at(k))) {
+					a->which = k;
+					named = true;
+				}
+			if (!named) {
+				fprintf(stderr, "unknown benchmark %s\n", argv[i]);
+				usage(stderr);
+				return 1;
+			}
+		} else {
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (!named || a->reps < 1 || a->reps > 64 || a->time_ns == 0) {
+		usage(stderr);
+		return 1;
+	}
+	return -1;
 }
 
 #endif /* BENCH_HARNESS_H */

@@ -434,47 +434,22 @@ static void usage(FILE *f)
 			benches[i].what, benches[i].procs);
 }
 
+static const char *bench_name(size_t i)
+{
+	return benches[i].name;
+}
+
 int main(int argc, char **argv)
 {
-	const struct bench *b = NULL;
-	bool json = false;
-	int reps = 5;
-	uint64_t target_ns = 50000000u;
+	struct bench_args a;
+	const struct bench *b;
+	int rc = bench_parse_args(argc, argv, NBENCH, bench_name, usage, &a);
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--list")) {
-			for (size_t k = 0; k < NBENCH; k++)
-				printf("%s\n", benches[k].name);
-			return 0;
-		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			reps = atoi(argv[++i]);
-		} else if (!strcmp(argv[i], "--time-ms") && i + 1 < argc) {
-			target_ns = strtoull(argv[++i], NULL, 10) * 1000000u;
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else if (argv[i][0] != '-' && !b) {
-			for (size_t k = 0; k < NBENCH; k++)
-				if (!strcmp(argv[i], benches[k].name))
-					b = &benches[k];
-			if (!b) {
-				fprintf(stderr, "unknown benchmark %s\n", argv[i]);
-				usage(stderr);
-				return 1;
-			}
-		} else {
-			usage(stderr);
-			return 1;
-		}
-	}
-	if (!b || reps < 1 || reps > 64 || target_ns == 0) {
-		usage(stderr);
-		return 1;
-	}
+	if (rc >= 0)
+		return rc;
+	b = &benches[a.which];
 	cur_bench = b->name;
 	CHECK(bt_setup(b->procs));
-	run_bench(b, json, reps, target_ns);
+	run_bench(b, a.json, a.reps, a.time_ns);
 	return 0;
 }
