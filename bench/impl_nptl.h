@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <semaphore.h>
+#include <unistd.h>
 
 #define BT_IMPL_NAME "nptl"
 #define BT_KERNEL_THREADS 1
@@ -122,6 +123,27 @@ static inline int bt_sem_wait(bt_sem_t *s)
 static inline int bt_sem_post(bt_sem_t *s)
 {
 	return sem_post(s) ? -errno : 0;
+}
+
+/* A benchmark has no signal handlers: EINTR is restarted, not returned. */
+static inline ssize_t bt_read(int fd, void *buf, size_t n)
+{
+	ssize_t r;
+
+	do
+		r = read(fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+static inline ssize_t bt_write(int fd, const void *buf, size_t n)
+{
+	ssize_t r;
+
+	do
+		r = write(fd, buf, n);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
 }
 
 #endif /* BENCH_IMPL_NPTL_H */

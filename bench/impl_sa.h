@@ -3,7 +3,7 @@
 #define BENCH_IMPL_SA_H
 
 #include <time.h>
-#include <sa/sa.h>
+#include <sa/io.h>
 
 #define BT_IMPL_NAME "libsa"
 #define BT_KERNEL_THREADS 0
@@ -92,6 +92,16 @@ static inline int bt_sem_wait(bt_sem_t *s)
 static inline int bt_sem_post(bt_sem_t *s)
 {
 	return sa_sem_post(s);
+}
+
+static inline ssize_t bt_read(int fd, void *buf, size_t n)
+{
+	return sa_read(fd, buf, n);
+}
+
+static inline ssize_t bt_write(int fd, const void *buf, size_t n)
+{
+	return sa_write(fd, buf, n);
 }
 
 #endif /* BENCH_IMPL_SA_H */

@@ -27,76 +27,16 @@
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "impl.h"
 
-static const char *cur_bench = "?";
-
-static __attribute__((noreturn)) void die(const char *what, int rc)
-{
-	fprintf(stderr, "bench-micro (%s): %s: %s failed: %s\n",
-		BT_IMPL_NAME, cur_bench, what, strerror(-rc));
-	exit(2);
-}
-
-/* CHECK - run a bt_* call; any error ends the benchmark. */
-#define CHECK(call) do {				\
-	int rc_ = (call);				\
-	if (rc_ != 0)					\
-		die(#call, rc_);			\
-} while (0)
-
-static __attribute__((noreturn)) void die_wrong(const char *what,
-						uint64_t got, uint64_t want)
-{
-	fprintf(stderr, "bench-micro (%s): %s: wrong result: %s is %" PRIu64
-		", expected %" PRIu64 "\n", BT_IMPL_NAME, cur_bench, what,
-		got, want);
-	exit(2);
-}
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* ------------------------------------------------------------------------
- * Start gate: workers arrive and wait (yielding, so that it also works on
- * one processor without preemption); the timer starts when all arrived.
- */
-
-struct gate {
-	atomic_uint ready;
-	atomic_uint go;
-};
-
-static void gate_arrive(struct gate *g)
-{
-	atomic_fetch_add(&g->ready, 1);
-	while (!atomic_load_explicit(&g->go, memory_order_acquire))
-		CHECK(bt_yield());
-}
-
-static uint64_t gate_open(struct gate *g, unsigned n)
-{
-	uint64_t t0;
-
-	while (atomic_load(&g->ready) < n)
-		CHECK(bt_yield());
-	t0 = now_ns();
-	atomic_store_explicit(&g->go, 1, memory_order_release);
-	return t0;
-}
+#define BENCH_PROG "bench-micro"
+#include "harness.h"
 
 /* Spawn @n workers running @fn(@arg), open the gate, join them: elapsed ns. */
 static uint64_t run_workers(unsigned n, void *(*fn)(void *), void **args,
@@ -411,13 +351,6 @@ static const struct bench benches[] = {
 	"task with an 8 MiB stack mapping, limited by threads-max and " \
 	"vm.max_map_count and minutes of clone+exit; compare skynet-10k"
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static void report(const struct bench *b, bool json, double value,
 		   double lo, double hi, int reps, uint64_t n)
 {
@@ -501,47 +434,22 @@ static void usage(FILE *f)
 			benches[i].what, benches[i].procs);
 }
 
+static const char *bench_name(size_t i)
+{
+	return benches[i].name;
+}
+
 int main(int argc, char **argv)
 {
-	const struct bench *b = NULL;
-	bool json = false;
-	int reps = 5;
-	uint64_t target_ns = 50000000u;
+	struct bench_args a;
+	const struct bench *b;
+	int rc = bench_parse_args(argc, argv, NBENCH, bench_name, usage, &a);
 
-	for (int i = 1; i < argc; i++) {
-		if (!strcmp(argv[i], "--json")) {
-			json = true;
-		} else if (!strcmp(argv[i], "--list")) {
-			for (size_t k = 0; k < NBENCH; k++)
-				printf("%s\n", benches[k].name);
-			return 0;
-		} else if (!strcmp(argv[i], "--reps") && i + 1 < argc) {
-			reps = atoi(argv[++i]);
-		} else if (!strcmp(argv[i], "--time-ms") && i + 1 < argc) {
-			target_ns = strtoull(argv[++i], NULL, 10) * 1000000u;
-		} else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-			usage(stdout);
-			return 0;
-		} else if (argv[i][0] != '-' && !b) {
-			for (size_t k = 0; k < NBENCH; k++)
-				if (!strcmp(argv[i], benches[k].name))
-					b = &benches[k];
-			if (!b) {
-				fprintf(stderr, "unknown benchmark %s\n", argv[i]);
-				usage(stderr);
-				return 1;
-			}
-		} else {
-			usage(stderr);
-			return 1;
-		}
-	}
-	if (!b || reps < 1 || reps > 64 || target_ns == 0) {
-		usage(stderr);
-		return 1;
-	}
+	if (rc >= 0)
+		return rc;
+	b = &benches[a.which];
 	cur_bench = b->name;
 	CHECK(bt_setup(b->procs));
-	run_bench(b, json, reps, target_ns);
+	run_bench(b, a.json, a.reps, a.time_ns);
 	return 0;
 }
