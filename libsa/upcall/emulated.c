@@ -30,10 +30,11 @@
 
 static struct sigaction old_tick;
 static int tick_cookie, unblock_cookie;
+#define BLOCKED_US_DEFAULT 1000
+
 static uint64_t blocked_ns;
 
 static void act_unblock_redirect(struct act *a, ucontext_t *uc);
-static int env_blocked(uint64_t *out);
 
 static void tick_handler(int sig, siginfo_t *si, void *ucv)
 {
@@ -83,7 +84,7 @@ static unsigned xsave_size_cpuid(void)
 static int emulated_start(void)
 {
 	struct sigaction sa;
-	int r = env_blocked(&blocked_ns);
+	int r = env_us("SA_BLOCKED_US", BLOCKED_US_DEFAULT, &blocked_ns);
 
 	if (r)
 		return r;
@@ -190,28 +191,8 @@ static void emulated_displaced(struct act *a)
  * round: an idle process wakes a few times a second, not thousands.
  */
 
-#define BLOCKED_US_DEFAULT 1000
 #define IDLE_BACKOFF_NS (100 * 1000 * 1000ull)
 
-static int env_blocked(uint64_t *out)
-{
-	const char *s = getenv("SA_BLOCKED_US");
-	unsigned long v;
-	char *end;
-
-	if (!s || !*s) {
-		*out = BLOCKED_US_DEFAULT * 1000ull;
-		return 0;
-	}
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (errno || *end || s[0] == '-' || v > 10000000ul) {
-		fprintf(stderr, "libsa: SA_BLOCKED_US=%s: expected microseconds, 0 to 10000000\n", s);
-		return -EINVAL;
-	}
-	*out = v * 1000ull;
-	return 0;
-}
 
 /* proc_read - the text of a /proc file through its open descriptor. */
 static ssize_t proc_read(int fd, char *buf, size_t n)

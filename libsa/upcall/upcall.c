@@ -57,7 +57,7 @@
 #include "upcall/upcall.h"
 
 #define QUANTUM_US_DEFAULT 4000
-#define QUANTUM_US_MAX 10000000ul
+#define US_MAX 10000000ul
 
 const struct upcall_backend *upcall_backend;
 uint64_t upcall_quantum_ns;
@@ -88,35 +88,45 @@ static const char *const runtime_objects[] = {
 	"/libasan.so", "/libubsan.so", "/libtsan.so", "/liblsan.so",
 };
 
+/* add_text - append @info's executable segments to @r (at most @max). */
+static void add_text(struct dl_phdr_info *info, struct text_range *r, unsigned *n,
+		     unsigned max)
+{
+	for (int i = 0; i < info->dlpi_phnum && *n < max; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+
+		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
+			r[*n].lo = info->dlpi_addr + ph->p_vaddr;
+			r[*n].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
+			(*n)++;
+		}
+	}
+}
+
+/* in_text - @pc lies in one of @n ranges @r.  Async-signal-safe. */
+static bool in_text(uintptr_t pc, const struct text_range *r, unsigned n)
+{
+	for (unsigned i = 0; i < n; i++)
+		if (pc >= r[i].lo && pc < r[i].hi)
+			return true;
+	return false;
+}
+
 static int find_runtimes(struct dl_phdr_info *info, size_t size, void *arg)
 {
-	bool want = false;
-
 	(void)size;
 	(void)arg;
 	for (size_t k = 0; k < ARRAY_SIZE(runtime_objects); k++)
 		if (info->dlpi_name && strstr(info->dlpi_name, runtime_objects[k]))
-			want = true;
-	for (int i = 0; want && i < info->dlpi_phnum && runtime_text_n < RUNTIME_TEXT_MAX; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			runtime_text[runtime_text_n].lo = info->dlpi_addr + ph->p_vaddr;
-			runtime_text[runtime_text_n].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-			runtime_text_n++;
-		}
-	}
+			add_text(info, runtime_text, &runtime_text_n, RUNTIME_TEXT_MAX);
 	return 0;
 }
 
-/** text_in_runtime - @pc is in libc, the loader, libstdc++, libgcc or
- * libm.  Async-signal-safe. */
+/** text_in_runtime - @pc is in libc, the loader, libstdc++, libgcc, libm
+ * or a sanitizer runtime.  Async-signal-safe. */
 bool text_in_runtime(uintptr_t pc)
 {
-	for (unsigned i = 0; i < runtime_text_n; i++)
-		if (pc >= runtime_text[i].lo && pc < runtime_text[i].hi)
-			return true;
-	return false;
+	return in_text(pc, runtime_text, runtime_text_n);
 }
 
 int (*sa_vdso_clock_gettime)(clockid_t, struct timespec *);
@@ -136,15 +146,7 @@ static int find_libsa(struct dl_phdr_info *info, size_t size, void *arg)
 	}
 	if (!mine)
 		return 0;
-	for (int i = 0; i < info->dlpi_phnum && libsa_text_n < TEXT_RANGES; i++) {
-		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-
-		if (ph->p_type == PT_LOAD && (ph->p_flags & PF_X)) {
-			libsa_text[libsa_text_n].lo = info->dlpi_addr + ph->p_vaddr;
-			libsa_text[libsa_text_n].hi = info->dlpi_addr + ph->p_vaddr + ph->p_memsz;
-			libsa_text_n++;
-		}
-	}
+	add_text(info, libsa_text, &libsa_text_n, TEXT_RANGES);
 	return 1;
 }
 
@@ -208,10 +210,7 @@ int text_ranges_init(void)
 /** text_in_libsa - @pc is in libsa's code.  Async-signal-safe. */
 bool text_in_libsa(uintptr_t pc)
 {
-	for (unsigned i = 0; i < libsa_text_n; i++)
-		if (pc >= libsa_text[i].lo && pc < libsa_text[i].hi)
-			return true;
-	return false;
+	return in_text(pc, libsa_text, libsa_text_n);
 }
 
 
@@ -219,25 +218,26 @@ bool text_in_libsa(uintptr_t pc)
  * Choosing the backend
  */
 
-/*
- * env_quantum - $SA_QUANTUM_US in ns: 0 turns preemption off.  Returns
- * -EINVAL (and says so) for anything but a number up to 10 s.
+/**
+ * env_us - environment variable @name, in microseconds up to 10 s, as ns
+ * in *@out (@def_us when unset).  Returns -EINVAL, with a line on stderr
+ * naming it, for anything else.
  */
-static int env_quantum(uint64_t *out)
+int env_us(const char *name, unsigned long def_us, uint64_t *out)
 {
-	const char *s = getenv("SA_QUANTUM_US");
+	const char *s = getenv(name);
 	unsigned long v;
 	char *end;
 
 	if (!s || !*s) {
-		*out = QUANTUM_US_DEFAULT * 1000ull;
+		*out = def_us * 1000ull;
 		return 0;
 	}
 	errno = 0;
 	v = strtoul(s, &end, 10);
-	if (errno || *end || s[0] == '-' || v > QUANTUM_US_MAX) {
-		fprintf(stderr, "libsa: SA_QUANTUM_US=%s: expected microseconds, 0 to %lu\n",
-			s, QUANTUM_US_MAX);
+	if (errno || *end || s[0] == '-' || v > US_MAX) {
+		fprintf(stderr, "libsa: %s=%s: expected microseconds, 0 to %lu\n", name, s,
+			US_MAX);
 		return -EINVAL;
 	}
 	*out = v * 1000ull;
@@ -270,7 +270,7 @@ int upcall_init(void)
 
 	if (upcall_backend)
 		return 0;
-	r = env_quantum(&upcall_quantum_ns);
+	r = env_us("SA_QUANTUM_US", QUANTUM_US_DEFAULT, &upcall_quantum_ns);
 	if (r)
 		return r;
 	r = text_ranges_init();

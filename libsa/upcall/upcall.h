@@ -53,6 +53,7 @@ extern const struct upcall_backend *upcall_backend;
 extern uint64_t upcall_quantum_ns;
 
 int upcall_init(void);
+int env_us(const char *name, unsigned long def_us, uint64_t *out);
 int upcall_enter(struct act *a);
 void upcall_leave(struct act *a);
 
