@@ -682,7 +682,7 @@ static __always_inline struct vp *np_enter(void)
 	struct vp *v = vp_self();
 
 	if (v) {
-		v->np++;
+		__atomic_store_n(&v->np, v->np + 1, __ATOMIC_RELAXED); /* the watchdog reads it */
 		asm volatile("" ::: "memory");
 	}
 	return v;
@@ -692,7 +692,7 @@ static __always_inline void np_exit(struct vp *v)
 {
 	if (v) {
 		asm volatile("" ::: "memory");
-		v->np--;
+		__atomic_store_n(&v->np, v->np - 1, __ATOMIC_RELAXED);
 	}
 }
 
@@ -763,11 +763,49 @@ void sched_vp_init(struct vp *vp, unsigned index);
 
 /* Sanitizer fiber annotations: stubs unless built with sanitizers. */
 #ifdef SA_SANITIZE
-void san_fiber_create(struct uthread *ut);
-void san_fiber_destroy(struct uthread *ut);
-void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies);
-void san_switch_end(struct uthread *cur);
-void san_thread_adopt(struct uthread *ut);
+/*
+ * The sanitizer runtimes are not libsa's text, and they take locks of
+ * their own: libsa's calls into them are bracketed like libc calls, so
+ * that neither a tick nor the blocked upcall's watchdog acts there.
+ */
+void __san_fiber_create(struct uthread *ut);
+void __san_fiber_destroy(struct uthread *ut);
+void __san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies);
+void __san_switch_end(struct uthread *cur);
+void __san_thread_adopt(struct uthread *ut);
+
+#define SAN_NP(call)                             \
+	do {                                     \
+		struct vp *np__ = np_enter();    \
+		call;                            \
+		np_exit(np__);                   \
+	} while (0)
+
+static inline void san_fiber_create(struct uthread *ut)
+{
+	SAN_NP(__san_fiber_create(ut));
+}
+
+static inline void san_fiber_destroy(struct uthread *ut)
+{
+	SAN_NP(__san_fiber_destroy(ut));
+}
+
+static inline void san_switch_begin(struct uthread *prev, struct uthread *next,
+				    bool prev_dies)
+{
+	SAN_NP(__san_switch_begin(prev, next, prev_dies));
+}
+
+static inline void san_switch_end(struct uthread *cur)
+{
+	SAN_NP(__san_switch_end(cur));
+}
+
+static inline void san_thread_adopt(struct uthread *ut)
+{
+	SAN_NP(__san_thread_adopt(ut));
+}
 #else
 static inline void san_fiber_create(struct uthread *ut) { (void)ut; }
 static inline void san_fiber_destroy(struct uthread *ut) { (void)ut; }

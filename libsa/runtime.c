@@ -201,7 +201,7 @@ static int rt_init(unsigned n)
 		if (!a)
 			goto fail_free;
 		vps[i].act = a;
-		vps[i].idle = a->idle;
+		WRITE_ONCE(vps[i].idle, a->idle);
 		WRITE_ONCE(a->idle->vp, &vps[i]);
 	}
 	idle0 = vps[0].idle;
@@ -262,7 +262,7 @@ static int rt_init(unsigned n)
 	vps[0].act->base_sp = idle0->stack_hi;
 	act_carry(vps[0].act, &vps[0]);
 	atomic_store_explicit(&idle0->on_cpu, 0, memory_order_relaxed);
-	vps[0].cur = me;
+	WRITE_ONCE(vps[0].cur, me);
 	if (rt.tls_mode)
 		tls_adopt(me);
 	return rt_run();

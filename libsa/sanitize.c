@@ -11,7 +11,7 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
-void san_fiber_create(struct uthread *ut)
+void __san_fiber_create(struct uthread *ut)
 {
 #if defined(__SANITIZE_THREAD__)
 	ut->tsan_fiber = __tsan_create_fiber(0);
@@ -20,7 +20,7 @@ void san_fiber_create(struct uthread *ut)
 #endif
 }
 
-void san_fiber_destroy(struct uthread *ut)
+void __san_fiber_destroy(struct uthread *ut)
 {
 #if defined(__SANITIZE_THREAD__)
 	if (ut->tsan_fiber)
@@ -31,7 +31,7 @@ void san_fiber_destroy(struct uthread *ut)
 #endif
 }
 
-void san_thread_adopt(struct uthread *ut)
+void __san_thread_adopt(struct uthread *ut)
 {
 #if defined(__SANITIZE_THREAD__)
 	ut->tsan_fiber = __tsan_get_current_fiber();
@@ -40,7 +40,7 @@ void san_thread_adopt(struct uthread *ut)
 #endif
 }
 
-void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies)
+void __san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies)
 {
 #if defined(__SANITIZE_ADDRESS__)
 	__sanitizer_start_switch_fiber(prev_dies ? NULL : &prev->asan_fake, next->stack_lo,
@@ -56,7 +56,7 @@ void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies
 #endif
 }
 
-void san_switch_end(struct uthread *cur)
+void __san_switch_end(struct uthread *cur)
 {
 #if defined(__SANITIZE_ADDRESS__)
 	__sanitizer_finish_switch_fiber(cur->asan_fake, NULL, NULL);

@@ -370,7 +370,7 @@ static __always_inline void switch_to(struct vp *vp, struct uthread *prev,
 	atomic_store_explicit(&next->on_cpu, 1, memory_order_relaxed);
 	WRITE_ONCE(next->state, UT_RUNNING);
 	WRITE_ONCE(next->vp, vp);
-	vp->cur = next;
+	WRITE_ONCE(vp->cur, next); /* the watchdog samples it */
 	if (!(prev->flags & UTF_IDLE) && !(next->flags & UTF_IDLE))
 		stat_inc(&vp->stats.switches);
 	san_switch_begin(prev, next, prev_dies);

@@ -159,9 +159,9 @@ void act_carry(struct act *a, struct vp *vp)
 	atomic_store_explicit(&a->state, ACT_CARRYING, memory_order_relaxed);
 	WRITE_ONCE(idle->vp, vp);
 	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
-	vp->idle = idle;
+	WRITE_ONCE(vp->idle, idle);
 	vp->kfs = a->kfs;
-	vp->cur = idle;
+	WRITE_ONCE(vp->cur, idle);
 	atomic_store_explicit(&vp->act, a, memory_order_release);
 	act_publish_vp(a, vp);
 	if (upcall_enter(a))

@@ -295,7 +295,7 @@ static bool wd_vp(struct vp *vp, uint64_t now)
 
 	if (atomic_load(&vp->parked))
 		return false;
-	if (atomic_load(&a->state) != ACT_CARRYING || !cur || (cur->flags & UTF_IDLE)) {
+	if (atomic_load(&a->state) != ACT_CARRYING || !cur || cur == READ_ONCE(vp->idle)) {
 		a->seen_since = 0;
 		return true;
 	}
