@@ -112,6 +112,7 @@
  */
 
 #include "defs.h"
+#include "critsec/critsec.h"
 #include "upcall/upcall.h"
 #include "io/io.h"
 
@@ -132,10 +133,12 @@ static __always_inline uint32_t higher_classes(unsigned prio)
 }
 
 /* ------------------------------------------------------------------------
- * Run queues (caller holds vp->rq_lock)
+ * Run queues (caller holds vp->rq_lock, unless a name says otherwise).
+ * Every function that touches a queue in uthread context is a critical
+ * section (SA_CRITSEC, critsec/critsec.c).
  */
 
-static void rq_update_mask_locked(struct vp *vp, unsigned prio)
+static SA_CRITSEC void rq_update_mask_locked(struct vp *vp, unsigned prio)
 {
 	uint32_t m = atomic_load_explicit(&vp->nr_queued, memory_order_relaxed);
 
@@ -146,7 +149,7 @@ static void rq_update_mask_locked(struct vp *vp, unsigned prio)
 	atomic_store_explicit(&vp->nr_queued, m, memory_order_relaxed);
 }
 
-static void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -164,7 +167,7 @@ static void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static void rq_push_head_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_push_head_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -181,7 +184,7 @@ static void rq_push_head_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static void rq_remove_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_remove_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -198,7 +201,7 @@ static void rq_remove_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static struct uthread *rq_pop_highest_locked(struct vp *vp)
+static SA_CRITSEC struct uthread *rq_pop_highest_locked(struct vp *vp)
 {
 	for (unsigned p = 0; p < SA_NR_PRIO; p++) {
 		struct uthread *ut = vp->q[p].head;
@@ -211,6 +214,14 @@ static struct uthread *rq_pop_highest_locked(struct vp *vp)
 	return NULL;
 }
 
+/* rq_push_tail - queue @ut at the back of its class on @vp. */
+static SA_CRITSEC void rq_push_tail(struct vp *vp, struct uthread *ut)
+{
+	spin_lock(&vp->rq_lock);
+	rq_push_tail_locked(vp, ut);
+	spin_unlock(&vp->rq_lock);
+}
+
 static __always_inline uint32_t rq_mask(struct vp *vp)
 {
 	return atomic_load_explicit(&vp->nr_queued, memory_order_relaxed);
@@ -220,7 +231,7 @@ static __always_inline uint32_t rq_mask(struct vp *vp)
  * Waking idle VPs
  */
 
-static struct vp *idle_pop(void)
+static SA_CRITSEC struct vp *idle_pop(void)
 {
 	struct vp *v;
 
@@ -322,9 +333,7 @@ static __always_inline void next_put(struct vp *vp, struct uthread *ut)
 	struct uthread *old = atomic_exchange_explicit(&vp->next, ut, memory_order_acq_rel);
 
 	if (old) {
-		spin_lock(&vp->rq_lock);
-		rq_push_tail_locked(vp, old);
-		spin_unlock(&vp->rq_lock);
+		rq_push_tail(vp, old);
 		wake_idle();
 	}
 }
@@ -407,6 +416,24 @@ void sched_finish_switch(void)
 }
 
 /*
+ * rq_take_highest - the head of @vp's highest non-empty class, the next
+ * slot's occupant going back to the head of its queue first; NULL if the
+ * queues are empty.
+ */
+static SA_CRITSEC struct uthread *rq_take_highest(struct vp *vp)
+{
+	struct uthread *n, *ut;
+
+	spin_lock(&vp->rq_lock);
+	n = next_take(vp);
+	if (n)
+		rq_push_head_locked(vp, n);
+	ut = rq_pop_highest_locked(vp);
+	spin_unlock(&vp->rq_lock);
+	return ut;
+}
+
+/*
  * pick_next - the next context to run on @vp: the next slot unless a higher
  * class is queued, else the head of the highest non-empty queue.
  * Returns NULL if there is nothing.
@@ -415,7 +442,6 @@ static struct uthread *pick_next(struct vp *vp)
 {
 	struct uthread *n = next_peek(vp);
 	uint32_t mask = rq_mask(vp);
-	struct uthread *ut;
 
 	if (n && !(mask & higher_classes(n->prio))) {
 		n = next_take(vp);
@@ -426,13 +452,7 @@ static struct uthread *pick_next(struct vp *vp)
 	}
 	if (!mask)
 		return NULL;
-	spin_lock(&vp->rq_lock);
-	n = next_take(vp);
-	if (n)
-		rq_push_head_locked(vp, n);
-	ut = rq_pop_highest_locked(vp);
-	spin_unlock(&vp->rq_lock);
-	return ut;
+	return rq_take_highest(vp);
 }
 
 /**
@@ -504,7 +524,7 @@ void sched_ready_new(struct uthread *ut)
  * sched_boost - run @ut next if it sits in the caller's VP's run queue.
  * Used by a joiner about to wait for @ut.  The caller holds @ut->lock.
  */
-void sched_boost(struct uthread *ut)
+SA_CRITSEC void sched_boost(struct uthread *ut)
 {
 	struct vp *vp = vp_self();
 	struct uthread *old;
@@ -588,6 +608,29 @@ static bool yield_poll(struct vp *vp)
 	return next_peek(vp) || rq_mask(vp);
 }
 
+/*
+ * rq_take_for_yield - the head of @vp's highest class if it ranks no lower
+ * than @prio, returned with rq_lock held (the switch hands the lock to the
+ * next context, which queues the yielder and unlocks); else NULL, unlocked.
+ */
+static SA_CRITSEC struct uthread *rq_take_for_yield(struct vp *vp, unsigned prio)
+{
+	struct uthread *n, *next;
+
+	spin_lock(&vp->rq_lock);
+	n = next_take(vp);
+	if (n)
+		rq_push_head_locked(vp, n);
+	next = rq_pop_highest_locked(vp);
+	if (!next || next->prio > prio) {
+		if (next)
+			rq_push_head_locked(vp, next);
+		spin_unlock(&vp->rq_lock);
+		return NULL;
+	}
+	return next;
+}
+
 /**
  * sched_yield_cur - let queued uthreads of the caller's class or higher
  * run; the caller goes to the back of its class.
@@ -619,17 +662,9 @@ again:
 		}
 		return;
 	}
-	spin_lock(&vp->rq_lock);
-	n = next_take(vp);
-	if (n)
-		rq_push_head_locked(vp, n);
-	next = rq_pop_highest_locked(vp);
-	if (!next || next->prio > me->prio) {
-		if (next)
-			rq_push_head_locked(vp, next);
-		spin_unlock(&vp->rq_lock);
+	next = rq_take_for_yield(vp, me->prio);
+	if (!next)
 		return;
-	}
 	/* Keep rq_lock across the switch: step 2 queues us and unlocks. */
 	WRITE_ONCE(me->state, UT_RUNNABLE);
 	vp->post.requeue = 1;
@@ -641,7 +676,7 @@ again:
  * sched_set_prio - move @ut to class @prio, re-queueing it if it is queued.
  * The caller holds @ut->lock (so @ut cannot end meanwhile).
  */
-void sched_set_prio(struct uthread *ut, int prio)
+SA_CRITSEC void sched_set_prio(struct uthread *ut, int prio)
 {
 	for (;;) {
 		struct vp *v = READ_ONCE(ut->vp);
@@ -1002,15 +1037,18 @@ void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 	greg_t *g = uc->uc_mcontext.gregs;
 	uintptr_t pc = (uintptr_t)g[REG_RIP], sp = (uintptr_t)g[REG_RSP];
 	uint64_t sw = atomic_load_explicit(&vp->stats.switches, memory_order_relaxed);
+	uintptr_t copy;
 
 	stat_inc(&vp->stats.ticks);
 	if (cur->flags & UTF_IDLE)
 		return;
 	/* Expired timers are run at once: a sleeper's lateness stays within
 	 * one quantum.  Otherwise a switch since the last tick means that
-	 * @cur has not had a whole quantum yet. */
-	if (!timer_due(vp)) {
-		if (cur != vp->tick_cur || sw != vp->tick_switches) {
+	 * @cur has not had a whole quantum yet - unless @cur has just ended a
+	 * recovered critical section (vp->resched, critsec/exit.S), or a
+	 * test asked for every tick to count (upcall_tick_force). */
+	if (!timer_due(vp) && !upcall_tick_force) {
+		if (vp->resched != cur && (cur != vp->tick_cur || sw != vp->tick_switches)) {
 			vp->tick_cur = cur;
 			vp->tick_switches = sw;
 			return;
@@ -1018,11 +1056,22 @@ void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 		if (!work_waiting(vp, cur))
 			return;
 	}
-	if (text_in_libsa(pc) || vp->np ||
-	    sp - (uintptr_t)cur->stack_lo < PREEMPT_ROOM(sa_xsave_size)) {
+	if (vp->np) {
 		stat_inc(&vp->stats.preempt_skipped);
 		return;
 	}
+	/* Inside the original of a critical section: go on in its copy,
+	 * which gives the VP back at its end (critsec/critsec.c). */
+	copy = critsec_recover(vp, pc);
+	if (copy) {
+		g[REG_RIP] = (greg_t)copy;
+		return;
+	}
+	if (text_in_libsa(pc) || sp - (uintptr_t)cur->stack_lo < PREEMPT_ROOM(sa_xsave_size)) {
+		stat_inc(&vp->stats.preempt_skipped);
+		return;
+	}
+	spin_debug_preempting(vp);
 	/* Make the uthread "call" the stub, leaving its red zone alone: the
 	 * stub's `ret $128` resumes at @pc with the original stack pointer. */
 	sp -= 128 + 8;
@@ -1030,6 +1079,7 @@ void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 	g[REG_RSP] = (greg_t)sp;
 	g[REG_RIP] = (greg_t)(uintptr_t)sa_preempt_stub;
 	vp->tick_cur = NULL;
+	vp->resched = NULL;
 	stat_inc(&vp->stats.preemptions);
 }
 

@@ -98,7 +98,10 @@ static int emulated_enter(struct vp *vp)
 	sev.sigev_signo = SIG_TICK;
 	sev.sigev_value.sival_ptr = &tick_cookie;
 	sev._sigev_un._tid = (pid_t)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0);
-	if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &vp->tick_timer))
+	/* Testing only: a wall-clock tick, finer than the kernel's CPU-time
+	 * accounting allows (upcall_tick_force). */
+	if (timer_create(upcall_tick_force ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID, &sev,
+			 &vp->tick_timer))
 		return -errno;
 	ns_to_timespec(upcall_quantum_ns, &its.it_value);
 	its.it_interval = its.it_value;

@@ -54,6 +54,7 @@
 
 const struct upcall_backend *upcall_backend;
 uint64_t upcall_quantum_ns;
+bool upcall_tick_force;
 size_t sa_xsave_size;
 
 /* ------------------------------------------------------------------------
@@ -175,9 +176,15 @@ bool text_in_libsa(uintptr_t pc)
 static int env_quantum(uint64_t *out)
 {
 	const char *s = getenv("SA_QUANTUM_US");
+	const char *dbg = getenv("SA_DEBUG_TICK_US");
 	unsigned long v;
 	char *end;
 
+	/* Testing only: a forced wall-clock tick (upcall.h). */
+	if (dbg && *dbg) {
+		s = dbg;
+		upcall_tick_force = true;
+	}
 	if (!s || !*s) {
 		*out = QUANTUM_US_DEFAULT * 1000ull;
 		return 0;
