@@ -231,7 +231,13 @@ static __always_inline uint32_t rq_mask(struct vp *vp)
  * Waking idle VPs
  */
 
-static SA_CRITSEC struct vp *idle_pop(void)
+/*
+ * Not a critical section, though a uthread reaches it through wake_idle():
+ * it holds rt.idle_lock for a handful of instructions, a tick there is
+ * skipped as in any ordinary libsa text, and no test can make a tick land
+ * in it reliably (it runs only while another VP is parked and none spins).
+ */
+static struct vp *idle_pop(void)
 {
 	struct vp *v;
 
