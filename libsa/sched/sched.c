@@ -108,7 +108,10 @@
  * goes to the back of its class's queue, where an idle VP can steal it.
  * Ticks that land in libsa's own code never preempt it there (see
  * upcall.c): VP state in the middle of an update is never seen by another
- * uthread of the same VP.
+ * uthread of the same VP.  A tick inside a critical section (the run-queue
+ * functions marked SA_CRITSEC below) moves the uthread into the section's
+ * copy instead, which finishes it and asks for the VP back
+ * (critsec/critsec.c).
  */
 
 #include "defs.h"
