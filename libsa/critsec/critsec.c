@@ -90,7 +90,10 @@
  * runtimes, which a copy may not make.  SA_CRITSEC turns instrumentation
  * off for the sections themselves (no_sanitize, no_stack_protector); the
  * rest of libsa stays instrumented, and the copies are generated and
- * checked exactly as in a plain build.
+ * checked exactly as in a plain build.  UBSan's checks still come along
+ * with always-inline helpers inlined into a section; their report
+ * handlers are allowed (leaf.list), being called only once a check has
+ * failed.
  *
  * Testing.  tests/test_critsec.c runs workloads that live in each section
  * against a lock-checking build of libsa (SA_DEBUG_LOCKS: a spinlock
