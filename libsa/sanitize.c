@@ -40,11 +40,18 @@ void san_thread_adopt(struct uthread *ut)
 #endif
 }
 
+/*
+ * The sanitizer runtimes are not libsa's text: a tick inside them must not
+ * preempt, or a second switch would start inside this one (np_enter()).
+ */
 void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies)
 {
 #if defined(__SANITIZE_ADDRESS__)
+	struct vp *np = np_enter();
+
 	__sanitizer_start_switch_fiber(prev_dies ? NULL : &prev->asan_fake, next->stack_lo,
 				       (size_t)((char *)next->stack_hi - (char *)next->stack_lo));
+	np_exit(np);
 #else
 	(void)prev;
 	(void)prev_dies;
@@ -59,7 +66,10 @@ void san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies
 void san_switch_end(struct uthread *cur)
 {
 #if defined(__SANITIZE_ADDRESS__)
+	struct vp *np = np_enter();
+
 	__sanitizer_finish_switch_fiber(cur->asan_fake, NULL, NULL);
+	np_exit(np);
 #else
 	(void)cur;
 #endif
