@@ -96,12 +96,16 @@
  * failed.
  *
  * Testing.  tests/test_critsec.c runs workloads that live in each section
- * against a lock-checking build of libsa (SA_DEBUG_LOCKS: a spinlock
- * records its holder, and a spinner counts every time it finds the holder
- * off its processor), with a wall-clock tick of a few microseconds that
+ * against a lock-checking build of libsa (SA_DEBUG_LOCKS: each VP counts
+ * the spinlocks taken and not yet released on it - a lock handed across a
+ * switch is released on the same VP - and a preemption that finds the
+ * count non-zero is an error), with a wall-clock tick of a few microseconds that
  * treats every tick as the end of a quantum (SA_DEBUG_TICK_US, read by
  * upcall.c; private).  It asserts that every table entry's counter rose
- * and that no spinner ever waited for a preempted holder.
+ * and that no preemption ever found its uthread holding a spinlock.  In
+ * sanitizer builds the copies are checked as always but the forced tick
+ * is skipped: the sanitizer runtimes keep per-kernel-thread state that a
+ * uthread preempted inside them corrupts when it resumes on another VP.
  */
 
 #include "defs.h"
