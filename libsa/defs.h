@@ -35,6 +35,20 @@
 #define container_of(p, type, member) \
 	((type *)((char *)(p) - offsetof(type, member)))
 
+/*
+ * SA_CRITSEC - marks a critical section: a function that holds, takes or
+ * releases a libsa-internal lock and may be preempted in uthread context.
+ * The build gives it a copy that ends by asking to give the VP up
+ * (critsec/critsec.c).  It may call only other SA_CRITSEC functions and the
+ * few in critsec/leaf.list; gen-copies fails the build otherwise.  Kept out
+ * of line and unique (no clones), with no instrumentation call in it: no
+ * stack protector, no sanitizer (the copies must be callless).
+ */
+#define SA_CRITSEC                                                            \
+	__attribute__((section(".text.sa_cs"), noinline, noclone, used,       \
+		       no_stack_protector,                                    \
+		       no_sanitize("address", "undefined", "thread")))
+
 #define READ_ONCE(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define WRITE_ONCE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)
 
@@ -80,9 +94,29 @@ __attribute__((noreturn, format(printf, 1, 2))) void sa_panic(const char *fmt, .
 
 typedef _Atomic uint32_t spinlock_t;
 
+/*
+ * Lock checking for the critical-section tests (SA_DEBUG_LOCKS, set only
+ * for the tests' own build of the library): every acquire and release is
+ * counted on the VP, and a preemption that finds the count non-zero is an
+ * error (sched_upcall_preempted).  Stubs otherwise.
+ */
+struct vp;
+#ifdef SA_DEBUG_LOCKS
+void spin_debug_acquired(void);
+void spin_debug_released(void);
+void spin_debug_preempting(struct vp *vp);
+#else
+static inline void spin_debug_acquired(void) { }
+static inline void spin_debug_released(void) { }
+static inline void spin_debug_preempting(struct vp *vp) { (void)vp; }
+#endif
+
 static __always_inline bool spin_trylock(spinlock_t *l)
 {
-	return !atomic_exchange_explicit(l, 1, memory_order_acquire);
+	if (atomic_exchange_explicit(l, 1, memory_order_acquire))
+		return false;
+	spin_debug_acquired();
+	return true;
 }
 
 void __spin_lock_slow(spinlock_t *l);
@@ -97,6 +131,7 @@ static __always_inline void spin_lock(spinlock_t *l)
 
 static __always_inline void spin_unlock(spinlock_t *l)
 {
+	spin_debug_released();
 	atomic_store_explicit(l, 0, memory_order_release);
 }
 
@@ -311,6 +346,7 @@ void timer_cancel_sync(struct sa_timer *t);
 void timers_run(struct vp *vp, uint64_t now);
 void timers_run_all(uint64_t now);
 uint64_t timers_next_deadline(void);
+void timer_heap_grow_np(struct vp *vp);
 
 /* ========================================================================
  * Waiters: one uthread (or external thread) waiting on a sync object
@@ -440,6 +476,10 @@ struct vp {
 	uint64_t slices;              /* time slices started (sched.c) */
 	uint64_t tick_slices;         /* slices at the last tick */
 	uint32_t np;                  /* > 0: libsa is in a libc call; no preemption */
+	uint32_t dbg_locks;           /* spinlocks held (SA_DEBUG_LOCKS builds only) */
+	/* a critical-section copy of this uthread ended (critsec/exit.S):
+	 * preempt it at the first tick outside libsa, quantum or not */
+	struct uthread *resched;
 
 	/* the carrier (upcall/act.c); changes when an activation blocks */
 	struct act *_Atomic act;      /* the activation carrying this VP */

@@ -22,6 +22,9 @@ libsa_la_SOURCES = \
 	libsa/tls.c \
 	libsa/sanitize.c \
 	libsa/sched/sched.c \
+	libsa/critsec/critsec.h \
+	libsa/critsec/critsec.c \
+	libsa/critsec/exit.S \
 	libsa/upcall/upcall.h \
 	libsa/upcall/upcall.c \
 	libsa/upcall/emulated.c \
@@ -29,7 +32,7 @@ libsa_la_SOURCES = \
 	libsa/upcall/kernel.c \
 	libsa/io/io.h \
 	libsa/io/io.c
-libsa_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden
+libsa_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden $(CS_CFLAGS)
 libsa_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(SA_LT_VERSION) \
 	-Wl,--version-script=$(top_srcdir)/libsa/libsa.map -Wl,-z,now
 libsa_la_LIBADD = $(LIBURING_LIBS) -lpthread -ldl

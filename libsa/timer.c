@@ -18,13 +18,13 @@
 
 #define HEAP_MIN_CAP 16
 
-static void heap_set(struct vp *vp, uint32_t i, struct sa_timer *t)
+static SA_CRITSEC void heap_set(struct vp *vp, uint32_t i, struct sa_timer *t)
 {
 	vp->timer_heap[i] = t;
 	t->idx = i;
 }
 
-static void heap_up(struct vp *vp, uint32_t i)
+static SA_CRITSEC void heap_up(struct vp *vp, uint32_t i)
 {
 	struct sa_timer *t = vp->timer_heap[i];
 
@@ -39,7 +39,7 @@ static void heap_up(struct vp *vp, uint32_t i)
 	heap_set(vp, i, t);
 }
 
-static void heap_down(struct vp *vp, uint32_t i)
+static SA_CRITSEC void heap_down(struct vp *vp, uint32_t i)
 {
 	struct sa_timer *t = vp->timer_heap[i];
 	uint32_t n = vp->timer_n;
@@ -59,14 +59,14 @@ static void heap_down(struct vp *vp, uint32_t i)
 	heap_set(vp, i, t);
 }
 
-static void heap_publish_locked(struct vp *vp)
+static SA_CRITSEC void heap_publish_locked(struct vp *vp)
 {
 	atomic_store_explicit(&vp->timer_next,
 			      vp->timer_n ? vp->timer_heap[0]->deadline : DEADLINE_NONE,
 			      memory_order_relaxed);
 }
 
-static void heap_remove_locked(struct vp *vp, struct sa_timer *t)
+static SA_CRITSEC void heap_remove_locked(struct vp *vp, struct sa_timer *t)
 {
 	uint32_t i = t->idx, last = --vp->timer_n;
 
@@ -79,22 +79,29 @@ static void heap_remove_locked(struct vp *vp, struct sa_timer *t)
 }
 
 /*
- * timer_arm_locked - insert @t in @vp's heap; the caller holds the heap
- * lock.  Growing the heap may allocate: on failure the process cannot keep
- * its promise to wake the sleeper, so it is an invariant violation.
+ * timer_heap_grow_np - double @vp's heap; the caller holds the heap lock.
+ * Not a critical section (it maps memory, inline: sa_mem_grow()), but a
+ * critical section may call it (critsec/leaf.list).  On failure the
+ * process cannot keep its promise to wake the sleeper, so it is an
+ * invariant violation.
  */
-static void timer_arm_locked(struct vp *vp, struct sa_timer *t)
+__noinline void timer_heap_grow_np(struct vp *vp)
 {
-	if (vp->timer_n == vp->timer_cap) {
-		uint32_t cap = vp->timer_cap ? 2 * vp->timer_cap : HEAP_MIN_CAP;
-		struct sa_timer **h = sa_mem_grow(vp->timer_heap, vp->timer_cap * sizeof(*h),
-						  cap * sizeof(*h));
+	uint32_t cap = vp->timer_cap ? 2 * vp->timer_cap : HEAP_MIN_CAP;
+	struct sa_timer **h = sa_mem_grow(vp->timer_heap, vp->timer_cap * sizeof(*h),
+					  cap * sizeof(*h));
 
-		if (!h)
-			sa_panic("out of memory growing the timer heap");
-		vp->timer_heap = h;
-		vp->timer_cap = cap;
-	}
+	if (!h)
+		sa_panic("out of memory growing the timer heap");
+	vp->timer_heap = h;
+	vp->timer_cap = cap;
+}
+
+/* timer_arm_locked - insert @t in @vp's heap; the caller holds the heap lock. */
+static SA_CRITSEC void timer_arm_locked(struct vp *vp, struct sa_timer *t)
+{
+	if (vp->timer_n == vp->timer_cap)
+		timer_heap_grow_np(vp);
 	t->vp = vp;
 	atomic_store_explicit(&t->state, TIMER_PENDING, memory_order_relaxed);
 	heap_set(vp, vp->timer_n++, t);
@@ -106,7 +113,8 @@ static void timer_arm_locked(struct vp *vp, struct sa_timer *t)
  * timer_arm - call @fn(@t) at or after @deadline (monotonic ns), on some VP.
  * The caller must be a uthread.
  */
-void timer_arm(struct sa_timer *t, uint64_t deadline, void (*fn)(struct sa_timer *))
+SA_CRITSEC void timer_arm(struct sa_timer *t, uint64_t deadline,
+			  void (*fn)(struct sa_timer *))
 {
 	struct vp *vp = vp_self();
 
@@ -117,11 +125,8 @@ void timer_arm(struct sa_timer *t, uint64_t deadline, void (*fn)(struct sa_timer
 	spin_unlock(&vp->timer_lock);
 }
 
-/**
- * timer_cancel_sync - make sure @t's callback is not pending and not
- * running.  After it returns, @t may be freed.
- */
-void timer_cancel_sync(struct sa_timer *t)
+/* timer_dequeue - take @t out of its heap if it is still pending there. */
+static SA_CRITSEC void timer_dequeue(struct sa_timer *t)
 {
 	struct vp *vp = t->vp;
 
@@ -131,32 +136,53 @@ void timer_cancel_sync(struct sa_timer *t)
 		atomic_store_explicit(&t->state, TIMER_DONE, memory_order_relaxed);
 	}
 	spin_unlock(&vp->timer_lock);
+}
+
+/**
+ * timer_cancel_sync - make sure @t's callback is not pending and not
+ * running.  After it returns, @t may be freed.
+ */
+void timer_cancel_sync(struct sa_timer *t)
+{
+	timer_dequeue(t);
 	while (atomic_load_explicit(&t->state, memory_order_acquire) == TIMER_RUNNING)
 		cpu_relax();
+}
+
+/*
+ * timer_pop_due - take @vp's earliest timer out of the heap if it is due
+ * at @now, marked running; NULL if none is.  Its callback runs with the
+ * heap lock dropped (it takes sync-object locks, which rank above).
+ */
+static SA_CRITSEC struct sa_timer *timer_pop_due(struct vp *vp, uint64_t now)
+{
+	struct sa_timer *t = NULL;
+
+	spin_lock(&vp->timer_lock);
+	if (vp->timer_n && vp->timer_heap[0]->deadline <= now) {
+		t = vp->timer_heap[0];
+		heap_remove_locked(vp, t);
+		atomic_store_explicit(&t->state, TIMER_RUNNING, memory_order_relaxed);
+	}
+	spin_unlock(&vp->timer_lock);
+	return t;
 }
 
 /** timers_run - run @vp's timers that are due at @now. */
 void timers_run(struct vp *vp, uint64_t now)
 {
 	struct vp *self = vp_self();
+	struct sa_timer *t;
 
 	if (atomic_load_explicit(&vp->timer_next, memory_order_relaxed) > now)
 		return;
-	spin_lock(&vp->timer_lock);
-	while (vp->timer_n && vp->timer_heap[0]->deadline <= now) {
-		struct sa_timer *t = vp->timer_heap[0];
-
-		heap_remove_locked(vp, t);
-		atomic_store_explicit(&t->state, TIMER_RUNNING, memory_order_relaxed);
-		spin_unlock(&vp->timer_lock);
+	while ((t = timer_pop_due(vp, now)) != NULL) {
 		t->fn(t);
 		if (self)
 			stat_inc(&self->stats.timers_fired);
 		/* Last touch: after this the owner's frame may go away. */
 		atomic_store_explicit(&t->state, TIMER_DONE, memory_order_release);
-		spin_lock(&vp->timer_lock);
 	}
-	spin_unlock(&vp->timer_lock);
 }
 
 /** timers_run_all - run every VP's due timers. */

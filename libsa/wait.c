@@ -12,7 +12,9 @@
 
 #include "defs.h"
 
-void waitq_push(struct waitq *q, struct sa_waiter *w)
+/* The queue operations run under the object's lock: critical sections. */
+
+SA_CRITSEC void waitq_push(struct waitq *q, struct sa_waiter *w)
 {
 	w->next = NULL;
 	w->prev = q->tail;
@@ -24,7 +26,7 @@ void waitq_push(struct waitq *q, struct sa_waiter *w)
 	w->queued = 1;
 }
 
-void waitq_remove(struct waitq *q, struct sa_waiter *w)
+SA_CRITSEC void waitq_remove(struct waitq *q, struct sa_waiter *w)
 {
 	if (w->prev)
 		w->prev->next = w->next;
@@ -38,7 +40,7 @@ void waitq_remove(struct waitq *q, struct sa_waiter *w)
 	w->queued = 0;
 }
 
-struct sa_waiter *waitq_pop(struct waitq *q)
+SA_CRITSEC struct sa_waiter *waitq_pop(struct waitq *q)
 {
 	struct sa_waiter *w = q->head;
 
@@ -52,7 +54,7 @@ struct sa_waiter *waitq_pop(struct waitq *q)
  * its timer won (it wakes itself; pick another waiter).  After a true
  * return @w stays valid until its uthread is made runnable.
  */
-bool waiter_claim(struct sa_waiter *w)
+SA_CRITSEC bool waiter_claim(struct sa_waiter *w)
 {
 	uint32_t expect = W_WAITING;
 
@@ -103,6 +105,15 @@ static void ext_wait(struct uthread *me, struct sa_waiter *w, uint64_t deadline)
 	}
 }
 
+/* waitq_unqueue - take timed-out @w off @q under @lock if a waker has not. */
+static SA_CRITSEC void waitq_unqueue(spinlock_t *lock, struct waitq *q, struct sa_waiter *w)
+{
+	spin_lock(lock);
+	if (w->queued)
+		waitq_remove(q, w);
+	spin_unlock(lock);
+}
+
 /**
  * wait_park_unlock - queue @w (for the calling uthread) on @q, drop @lock
  * and park until woken or @deadline (monotonic ns, DEADLINE_NONE for none).
@@ -140,10 +151,7 @@ int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
 
 	if (atomic_load_explicit(&w->state, memory_order_acquire) == W_WOKEN)
 		return 0;
-	spin_lock(lock);
-	if (w->queued)
-		waitq_remove(q, w);
-	spin_unlock(lock);
+	waitq_unqueue(lock, q, w);
 	return -ETIMEDOUT;
 }
 
@@ -151,7 +159,7 @@ int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
  * waitq_claim_all - claim every waiter of @q and chain them through
  * ->next for waitq_ready_chain() after the lock is dropped.
  */
-struct sa_waiter *waitq_claim_all(struct waitq *q)
+SA_CRITSEC struct sa_waiter *waitq_claim_all(struct waitq *q)
 {
 	struct sa_waiter *w, *first = NULL, *last = NULL;
 

@@ -19,7 +19,8 @@ sa_test_progs = \
 	tests/test_preempt \
 	tests/test_blocked \
 	tests/test_io \
-	tests/test_io_threads
+	tests/test_io_threads \
+	tests/test_critsec
 check_PROGRAMS += $(sa_test_progs)
 TESTS += $(sa_test_progs)
 
@@ -81,6 +82,25 @@ tests_test_blocked_SOURCES = tests/test_blocked.c tests/helpers.h
 tests_test_blocked_CFLAGS = $(TESTS_CFLAGS)
 tests_test_blocked_LDADD = $(TESTS_LDADD)
 
+# The critical-section tests link the tests' own build of the library:
+# the same sources through the same copies and checks, with the lock
+# checker (SA_DEBUG_LOCKS) on, statically, so that they can read the table
+# and the checker's counter that libsa.so keeps hidden.
+check_LTLIBRARIES += tests/libsa-lockcheck.la
+tests_libsa_lockcheck_la_SOURCES = $(libsa_la_SOURCES)
+tests_libsa_lockcheck_la_CFLAGS = $(libsa_la_CFLAGS) -DSA_DEBUG_LOCKS
+tests_libsa_lockcheck_la_CCASFLAGS = $(AM_CCASFLAGS)
+tests_libsa_lockcheck_la_LIBADD = $(LIBURING_LIBS) -lpthread -ldl
+
+tests_test_critsec_SOURCES = tests/test_critsec.c tests/helpers.h
+tests_test_critsec_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_critsec_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
+check_DATA = tests/critsec.checked
+CLEANFILES += tests/critsec.checked
+tests/critsec.checked: tests/test_critsec$(EXEEXT) $(CS_TOOLS)
+	$(AM_V_GEN)$(CS_CHECK) tests/test_critsec$(EXEEXT) \
+		$(tests_libsa_lockcheck_la_OBJECTS) && touch $@
+
 tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
 tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preempt_LDADD = $(TESTS_LDADD) -lm
@@ -98,7 +118,7 @@ pt_progs = \
 	tests/preload/pt_foreign
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
-check_LTLIBRARIES = tests/preload/pt_module.la
+check_LTLIBRARIES += tests/preload/pt_module.la
 
 PT_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests/preload
 tests_preload_pt_sync_SOURCES = tests/preload/pt_sync.c tests/preload/pt.h

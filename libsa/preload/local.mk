@@ -11,7 +11,7 @@ if !SANITIZE
 noinst_LTLIBRARIES = libsa/preload/libsa-core-preload.la
 libsa_preload_libsa_core_preload_la_SOURCES = $(libsa_la_SOURCES)
 libsa_preload_libsa_core_preload_la_CFLAGS = $(AM_CFLAGS) $(LIBURING_CFLAGS) -fvisibility=hidden \
-	-include $(top_srcdir)/libsa/preload/real.h
+	$(CS_CFLAGS) -include $(top_srcdir)/libsa/preload/real.h
 libsa_preload_libsa_core_preload_la_CCASFLAGS = $(AM_CCASFLAGS)
 
 lib_LTLIBRARIES += libsa-preload.la
@@ -26,6 +26,12 @@ libsa_preload_la_LIBADD = libsa/preload/libsa-core-preload.la $(LIBURING_LIBS) -
 libsa_preload_la_LDFLAGS = $(AM_LDFLAGS) -module -avoid-version -shared \
 	-Wl,--version-script=$(top_srcdir)/libsa/preload/preload.map -Wl,-z,now
 EXTRA_libsa_preload_la_DEPENDENCIES = $(top_srcdir)/libsa/preload/preload.map
+
+# The shim's copy of the runtime has copies of its own (critsec/local.mk).
+libsa/critsec/preload.checked: libsa-preload.la $(CS_TOOLS)
+	$(AM_V_GEN)$(CS_CHECK) .libs/libsa-preload.so \
+		$(libsa_preload_libsa_core_preload_la_OBJECTS) && touch $@
+CS_CHECKED += libsa/critsec/preload.checked
 
 bin_PROGRAMS = sa-run
 sa_run_SOURCES = libsa/preload/sa-run.c

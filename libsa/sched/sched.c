@@ -113,10 +113,14 @@
  * class's queue, where an idle VP can steal it.
  * Ticks that land in libsa's own code never preempt it there (see
  * upcall.c): VP state in the middle of an update is never seen by another
- * uthread of the same VP.
+ * uthread of the same VP.  A tick inside a critical section (the run-queue
+ * functions marked SA_CRITSEC below) moves the uthread into the section's
+ * copy instead, which finishes it and asks for the VP back
+ * (critsec/critsec.c).
  */
 
 #include "defs.h"
+#include "critsec/critsec.h"
 #include "upcall/upcall.h"
 #include "io/io.h"
 
@@ -137,10 +141,12 @@ static __always_inline uint32_t higher_classes(unsigned prio)
 }
 
 /* ------------------------------------------------------------------------
- * Run queues (caller holds vp->rq_lock)
+ * Run queues (caller holds vp->rq_lock, unless a name says otherwise).
+ * Every function that touches a queue in uthread context is a critical
+ * section (SA_CRITSEC, critsec/critsec.c).
  */
 
-static void rq_update_mask_locked(struct vp *vp, unsigned prio)
+static SA_CRITSEC void rq_update_mask_locked(struct vp *vp, unsigned prio)
 {
 	uint32_t m = atomic_load_explicit(&vp->nr_queued, memory_order_relaxed);
 
@@ -151,7 +157,7 @@ static void rq_update_mask_locked(struct vp *vp, unsigned prio)
 	atomic_store_explicit(&vp->nr_queued, m, memory_order_relaxed);
 }
 
-static void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -169,7 +175,7 @@ static void rq_push_tail_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static void rq_push_head_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_push_head_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -186,7 +192,7 @@ static void rq_push_head_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static void rq_remove_locked(struct vp *vp, struct uthread *ut)
+static SA_CRITSEC void rq_remove_locked(struct vp *vp, struct uthread *ut)
 {
 	struct rq_list *q = &vp->q[ut->prio];
 
@@ -203,7 +209,7 @@ static void rq_remove_locked(struct vp *vp, struct uthread *ut)
 	rq_update_mask_locked(vp, ut->prio);
 }
 
-static struct uthread *rq_pop_highest_locked(struct vp *vp)
+static SA_CRITSEC struct uthread *rq_pop_highest_locked(struct vp *vp)
 {
 	for (unsigned p = 0; p < SA_NR_PRIO; p++) {
 		struct uthread *ut = vp->q[p].head;
@@ -216,6 +222,14 @@ static struct uthread *rq_pop_highest_locked(struct vp *vp)
 	return NULL;
 }
 
+/* rq_push_tail - queue @ut at the back of its class on @vp. */
+static SA_CRITSEC void rq_push_tail(struct vp *vp, struct uthread *ut)
+{
+	spin_lock(&vp->rq_lock);
+	rq_push_tail_locked(vp, ut);
+	spin_unlock(&vp->rq_lock);
+}
+
 static __always_inline uint32_t rq_mask(struct vp *vp)
 {
 	return atomic_load_explicit(&vp->nr_queued, memory_order_relaxed);
@@ -225,6 +239,12 @@ static __always_inline uint32_t rq_mask(struct vp *vp)
  * Waking idle VPs
  */
 
+/*
+ * Not a critical section, though a uthread reaches it through wake_idle():
+ * it holds rt.idle_lock for a handful of instructions, a tick there is
+ * skipped as in any ordinary libsa text, and no test can make a tick land
+ * in it reliably (it runs only while another VP is parked and none spins).
+ */
 static struct vp *idle_pop(void)
 {
 	struct vp *v;
@@ -327,9 +347,7 @@ static __always_inline void next_put(struct vp *vp, struct uthread *ut)
 	struct uthread *old = atomic_exchange_explicit(&vp->next, ut, memory_order_acq_rel);
 
 	if (old) {
-		spin_lock(&vp->rq_lock);
-		rq_push_tail_locked(vp, old);
-		spin_unlock(&vp->rq_lock);
+		rq_push_tail(vp, old);
 		wake_idle();
 	}
 }
@@ -432,6 +450,24 @@ static __always_inline void next_to_queue_locked(struct vp *vp, struct uthread *
 }
 
 /*
+ * rq_take_highest - the head of @vp's highest non-empty class, the next
+ * slot's occupant going back to the head of its queue first; NULL if the
+ * queues are empty.
+ */
+static SA_CRITSEC struct uthread *rq_take_highest(struct vp *vp)
+{
+	struct uthread *n, *ut;
+
+	spin_lock(&vp->rq_lock);
+	n = next_take(vp);
+	if (n)
+		next_to_queue_locked(vp, n);
+	ut = rq_pop_highest_locked(vp);
+	spin_unlock(&vp->rq_lock);
+	return ut;
+}
+
+/*
  * pick_next - the next context to run on @vp: the next slot unless a higher
  * class is queued, else the head of the highest non-empty queue.
  * Returns NULL if there is nothing.
@@ -440,7 +476,6 @@ static struct uthread *pick_next(struct vp *vp)
 {
 	struct uthread *n = next_peek(vp);
 	uint32_t mask = rq_mask(vp);
-	struct uthread *ut;
 
 	if (n && !(mask & higher_classes(n->prio)) && likely(!vp->need_resched)) {
 		n = next_take(vp);
@@ -451,14 +486,10 @@ static struct uthread *pick_next(struct vp *vp)
 	}
 	if (!mask && !next_peek(vp))
 		return NULL;
-	spin_lock(&vp->rq_lock);
-	n = next_take(vp);
+	n = rq_take_highest(vp);
 	if (n)
-		next_to_queue_locked(vp, n);
-	ut = rq_pop_highest_locked(vp);
-	spin_unlock(&vp->rq_lock);
-	slice_start(vp); /* from the queue: a time slice of its own */
-	return ut;
+		slice_start(vp); /* from the queue: a time slice of its own */
+	return n;
 }
 
 /**
@@ -530,7 +561,7 @@ void sched_ready_new(struct uthread *ut)
  * sched_boost - run @ut next if it sits in the caller's VP's run queue.
  * Used by a joiner about to wait for @ut.  The caller holds @ut->lock.
  */
-void sched_boost(struct uthread *ut)
+SA_CRITSEC void sched_boost(struct uthread *ut)
 {
 	struct vp *vp = vp_self();
 	struct uthread *old;
@@ -614,6 +645,29 @@ static bool yield_poll(struct vp *vp)
 	return next_peek(vp) || rq_mask(vp);
 }
 
+/*
+ * rq_take_for_yield - the head of @vp's highest class if it ranks no lower
+ * than @prio, returned with rq_lock held (the switch hands the lock to the
+ * next context, which queues the yielder and unlocks); else NULL, unlocked.
+ */
+static SA_CRITSEC struct uthread *rq_take_for_yield(struct vp *vp, unsigned prio)
+{
+	struct uthread *n, *next;
+
+	spin_lock(&vp->rq_lock);
+	n = next_take(vp);
+	if (n)
+		next_to_queue_locked(vp, n);
+	next = rq_pop_highest_locked(vp);
+	if (!next || next->prio > prio) {
+		if (next)
+			rq_push_head_locked(vp, next);
+		spin_unlock(&vp->rq_lock);
+		return NULL;
+	}
+	return next;
+}
+
 /**
  * sched_yield_cur - let queued uthreads of the caller's class or higher
  * run; the caller goes to the back of its class.
@@ -645,17 +699,9 @@ again:
 		}
 		return;
 	}
-	spin_lock(&vp->rq_lock);
-	n = next_take(vp);
-	if (n)
-		next_to_queue_locked(vp, n);
-	next = rq_pop_highest_locked(vp);
-	if (!next || next->prio > me->prio) {
-		if (next)
-			rq_push_head_locked(vp, next);
-		spin_unlock(&vp->rq_lock);
+	next = rq_take_for_yield(vp, me->prio);
+	if (!next)
 		return;
-	}
 	/* Keep rq_lock across the switch: step 2 queues us and unlocks. */
 	slice_start(vp);
 	WRITE_ONCE(me->state, UT_RUNNABLE);
@@ -668,7 +714,7 @@ again:
  * sched_set_prio - move @ut to class @prio, re-queueing it if it is queued.
  * The caller holds @ut->lock (so @ut cannot end meanwhile).
  */
-void sched_set_prio(struct uthread *ut, int prio)
+SA_CRITSEC void sched_set_prio(struct uthread *ut, int prio)
 {
 	for (;;) {
 		struct vp *v = READ_ONCE(ut->vp);
@@ -1031,30 +1077,51 @@ static bool work_waiting(struct vp *vp, struct uthread *cur)
 void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 {
 	struct uthread *cur = vp->cur;
-	uintptr_t pc = (uintptr_t)uc->uc_mcontext.gregs[REG_RIP];
+	greg_t *g = uc->uc_mcontext.gregs;
+	uintptr_t pc = (uintptr_t)g[REG_RIP];
+	uintptr_t copy;
 
 	stat_inc(&vp->stats.ticks);
 	if (cur->flags & UTF_IDLE)
 		return;
 	/* Expired timers are run at once: a sleeper's lateness stays within
 	 * one quantum.  Otherwise a slice that started since the last tick
-	 * has not lasted a whole quantum yet. */
-	if (!timer_due(vp)) {
-		if (vp->slices != vp->tick_slices) {
+	 * has not lasted a whole quantum yet - unless @cur has just ended a
+	 * recovered critical section (vp->resched, critsec/exit.S), or a
+	 * test asked for every tick to count (upcall_tick_force). */
+	if (!timer_due(vp) && !upcall_tick_force) {
+		if (vp->resched != cur && vp->slices != vp->tick_slices) {
 			vp->tick_slices = vp->slices;
 			return;
 		}
 		if (!work_waiting(vp, cur))
 			return;
 	}
-	if (text_in_libsa(pc) || vp->np || (!rt.tls_mode && text_in_runtime(pc)) ||
-	    !sched_redirect_to_stub(cur, uc)) {
+	if (vp->np) {
+		stat_inc(&vp->stats.preempt_skipped);
+		return;
+	}
+	/* Inside the original of a critical section: go on in its copy,
+	 * which gives the VP back at its end (critsec/critsec.c). */
+	copy = critsec_recover(vp, pc);
+	if (copy) {
+		g[REG_RIP] = (greg_t)copy;
+		vp->need_resched = 1; /* and the slice ends at the next switch */
+		return;
+	}
+	if (text_in_libsa(pc) || (!rt.tls_mode && text_in_runtime(pc))) {
 		/* Not here: end the slice at the next switch instead, which
 		 * a uthread that lives in libsa (a ping-pong) reaches soon. */
 		vp->need_resched = 1;
 		stat_inc(&vp->stats.preempt_skipped);
 		return;
 	}
+	spin_debug_preempting(vp);
+	if (!sched_redirect_to_stub(cur, uc)) {
+		stat_inc(&vp->stats.preempt_skipped);
+		return;
+	}
+	vp->resched = NULL;
 	stat_inc(&vp->stats.preemptions);
 }
 

@@ -121,7 +121,10 @@ static int emulated_enter(struct act *a)
 		sev.sigev_signo = SIG_TICK;
 		sev.sigev_value.sival_ptr = &tick_cookie;
 		sev._sigev_un._tid = a->tid;
-		if (timer_create(CLOCK_THREAD_CPUTIME_ID, &sev, &a->tick_timer))
+		/* Testing only: a wall-clock tick, finer than the kernel's
+		 * CPU-time accounting allows (upcall_tick_force). */
+		if (timer_create(upcall_tick_force ? CLOCK_MONOTONIC : CLOCK_THREAD_CPUTIME_ID,
+				 &sev, &a->tick_timer))
 			return -errno;
 		a->tick_made = true;
 	}
@@ -193,7 +196,6 @@ static void emulated_displaced(struct act *a)
 
 #define IDLE_BACKOFF_NS (100 * 1000 * 1000ull)
 
-
 /* proc_read - the text of a /proc file through its open descriptor. */
 static ssize_t proc_read(int fd, char *buf, size_t n)
 {
@@ -205,11 +207,6 @@ static ssize_t proc_read(int fd, char *buf, size_t n)
 	return r;
 }
 
-/*
- * act_kstate - is @a's thread blocked in the kernel?  Returns 0 and its
- * user PC if it is, 1 if it is running (or runnable), -1 if /proc cannot
- * say.
- */
 /*
  * act_proc_open - @a's /proc files, opened the first time the watchdog
  * needs them (only activations that look stuck ever do), so that libsa
@@ -227,6 +224,11 @@ static void act_proc_open(struct act *a)
 	a->fd_syscall = open(path, O_RDONLY | O_CLOEXEC);
 }
 
+/*
+ * act_kstate - is @a's thread blocked in the kernel?  Returns 0 and its
+ * user PC if it is, 1 if it is running (or runnable), -1 if /proc cannot
+ * say.
+ */
 static int act_kstate(struct act *a, uintptr_t *pc)
 {
 	char buf[256], *last;

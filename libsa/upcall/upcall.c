@@ -61,6 +61,7 @@
 
 const struct upcall_backend *upcall_backend;
 uint64_t upcall_quantum_ns;
+bool upcall_tick_force;
 size_t sa_xsave_size;
 
 /* ------------------------------------------------------------------------
@@ -271,6 +272,11 @@ int upcall_init(void)
 	if (upcall_backend)
 		return 0;
 	r = env_us("SA_QUANTUM_US", QUANTUM_US_DEFAULT, &upcall_quantum_ns);
+	/* Testing only: a forced wall-clock tick (upcall.h). */
+	if (!r && getenv("SA_DEBUG_TICK_US") && *getenv("SA_DEBUG_TICK_US")) {
+		r = env_us("SA_DEBUG_TICK_US", 0, &upcall_quantum_ns);
+		upcall_tick_force = true;
+	}
 	if (r)
 		return r;
 	r = text_ranges_init();

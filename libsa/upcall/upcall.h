@@ -52,6 +52,14 @@ extern const struct upcall_backend *upcall_backend;
 /* Preemption quantum in ns (0: off), from SA_QUANTUM_US. */
 extern uint64_t upcall_quantum_ns;
 
+/*
+ * Testing only (SA_DEBUG_TICK_US, private): the emulated backend ticks on
+ * the wall clock every upcall_quantum_ns, and every tick counts as the end
+ * of a quantum with work waiting, so that ticks land everywhere, critical
+ * sections included (tests/test_critsec.c).
+ */
+extern bool upcall_tick_force;
+
 int upcall_init(void);
 int env_us(const char *name, unsigned long def_us, uint64_t *out);
 int upcall_enter(struct act *a);

@@ -1,0 +1,261 @@
+/* test_critsec.c - critical-section copies: every section recovered, no lock held off-processor */
+
+/*
+ * These tests link the tests' own build of the library (tests/local.mk:
+ * the same sources, copies and checks, plus SA_DEBUG_LOCKS), statically,
+ * so that they can read the critical-section table and the lock checker's
+ * counter, which libsa.so does not export.  The runtime starts with
+ * SA_DEBUG_TICK_US: a wall-clock tick every few microseconds on each VP,
+ * every tick counting as the end of a quantum (upcall.h), so ticks land
+ * inside critical sections often enough to recover each one within
+ * seconds even on a loaded machine.  A workload that lives in every
+ * section runs until each table entry has been recovered at least once,
+ * or a deadline passes.
+ */
+#include "helpers.h"
+
+#include "defs.h"
+#include "critsec/critsec.h"
+
+extern _Atomic uint64_t sa_debug_lock_violations;
+
+#define TICK_US "20"
+#define MIX_LIMIT_NS (60 * NSEC_PER_SEC_)
+
+/*
+ * Sanitizer builds: the copies are built and checked as always, but the
+ * forced tick is not run there.  The sanitizer runtimes keep per-kernel-
+ * thread state (LSan's disable count, ASan's fiber switch), and a uthread
+ * preempted inside one of their interceptors resumes on another VP's
+ * thread: with a tick every few microseconds that is certain to happen.
+ */
+#ifdef SA_SANITIZE
+#define SANITIZED 1
+#else
+#define SANITIZED 0
+#endif
+
+static void start_ticking(void)
+{
+	struct sa_stats st;
+
+	if (SANITIZED)
+		cr_skip_test("sanitizer runtimes cannot take a tick every few microseconds");
+	setenv("SA_BACKEND", "emulated", 1);
+	setenv("SA_DEBUG_TICK_US", TICK_US, 1);
+	h_start_env("2");
+	st = h_stats();
+	if (st.quantum_ns == 0)
+		cr_skip_test("this machine cannot preempt (no XSAVE)");
+}
+
+static size_t table_len(void)
+{
+	return (size_t)(__stop_sa_cs_table - __start_sa_cs_table);
+}
+
+static bool all_recovered(void)
+{
+	for (struct cs_entry *e = __start_sa_cs_table; e < __stop_sa_cs_table; e++)
+		if (atomic_load_explicit(&e->count, memory_order_relaxed) == 0)
+			return false;
+	return true;
+}
+
+/* ---- the workload ---- */
+
+static _Atomic int stop;
+static sa_mutex_t mtx;
+static sa_cond_t cond;
+static uint64_t counter;          /* under mtx */
+static _Atomic uint64_t increments;
+static char scratch[2][4096];
+
+/*
+ * Time in libc, where a tick may preempt.  Through a pointer, so that the
+ * compiler cannot inline it: this program carries libsa's text, and ticks
+ * in libsa's text (which here is all of the program) never preempt.
+ */
+static void *(*volatile libc_memset)(void *, int, size_t) = memset;
+
+static void libc_work(int i)
+{
+	libc_memset(scratch[i & 1], i, sizeof(scratch[0]));
+}
+
+static void *yielder(void *arg)
+{
+	sa_uthread_t *peer = arg;
+	unsigned n = 0;
+
+	while (!atomic_load(&stop)) {
+		sa_yield();
+		libc_work((int)n);
+		if ((++n & 7) == 0 && *peer)   /* re-class a queued uthread */
+			sa_setprio(*peer, (n & 8) ? SA_PRIO_NORMAL : SA_PRIO_SYSTEM);
+	}
+	return NULL;
+}
+
+static void *child(void *arg)
+{
+	libc_work((int)IP(arg));
+	return arg;
+}
+
+static void *spawner(void *arg)
+{
+	(void)arg;
+	for (uintptr_t i = 0; !atomic_load(&stop); i++) {
+		sa_uthread_t t[4];
+
+		for (int k = 0; k < 4; k++)
+			UT_CHECK(sa_spawn(&t[k], NULL, child, UP(i + k)) == 0);
+		for (int k = 0; k < 4; k++) {
+			void *rv = NULL;
+
+			UT_CHECK(sa_join(t[k], &rv) == 0);
+			UT_CHECK(IP(rv) == i + k);
+		}
+		sa_yield(); /* to the back of the queue: let the others run */
+	}
+	return NULL;
+}
+
+static void *sleeper(void *arg)
+{
+	uint64_t s = IP(arg);
+
+	while (!atomic_load(&stop)) {
+		sa_sleep_ns(1000 + h_rand(&s) % 40000);
+		libc_work((int)s);
+	}
+	return NULL;
+}
+
+static void *locker(void *arg)
+{
+	uint64_t s = IP(arg);
+
+	while (!atomic_load(&stop)) {
+		struct timespec dl = h_deadline(CLOCK_MONOTONIC, (int64_t)(h_rand(&s) % 30000));
+
+		sa_mutex_lock(&mtx);
+		counter++;
+		atomic_fetch_add(&increments, 1);
+		libc_work((int)s);
+		/* Timed waits: some time out (the waiter takes itself off
+		 * the queue), some are woken first (the timer is cancelled). */
+		if ((s & 3) == 0)
+			sa_cond_timedwait(&cond, &mtx, &dl);
+		sa_mutex_unlock(&mtx);
+		if (s & 1)
+			sa_cond_signal(&cond);
+		else
+			sa_cond_broadcast(&cond);
+	}
+	return NULL;
+}
+
+/*
+ * The stopper is a plain thread, not a uthread: the spawners' create+join
+ * cycles keep handing the VP through the next slot, which may keep a
+ * queued uthread (the test body) off its VP for a long time.
+ */
+static uint64_t mix_end;
+
+static void *stopper(void *arg)
+{
+	(void)arg;
+	while (!all_recovered() && h_mono() < mix_end)
+		h_os_sleep_ns(10 * NSEC_PER_MSEC);
+	atomic_store(&stop, 1);
+	return NULL;
+}
+
+/* run_mix - run the workload until every section was recovered or
+ * @limit_ns passes; returns whether every one was. */
+static bool run_mix(uint64_t limit_ns)
+{
+	sa_uthread_t t[12], ya = 0, yb = 0;
+	pthread_t st;
+	int n = 0;
+
+	atomic_store(&stop, 0);
+	SA_OK(sa_mutex_init(&mtx, SA_MUTEX_NORMAL));
+	SA_OK(sa_cond_init(&cond, CLOCK_MONOTONIC));
+	t[n++] = ya = h_spawn(yielder, &yb);
+	t[n++] = yb = h_spawn(yielder, &ya);
+	t[n++] = h_spawn(yielder, &ya);
+	t[n++] = h_spawn(spawner, NULL);
+	t[n++] = h_spawn(spawner, NULL);
+	for (int i = 0; i < 4; i++)
+		t[n++] = h_spawn(sleeper, UP(i + 1));
+	for (int i = 0; i < 3; i++)
+		t[n++] = h_spawn(locker, UP(i + 11));
+	mix_end = h_mono() + limit_ns;
+	st = h_pthread(stopper, NULL);
+	for (int i = 0; i < n; i++)
+		h_join(t[i]);
+	h_pthread_join(st);
+	assert_no_ut_failures();
+	cr_assert_eq(counter, atomic_load(&increments), "the mutex lost updates");
+	return all_recovered();
+}
+
+/* ---- tests ---- */
+
+Test(critsec, every_section_is_recovered, .timeout = 120)
+{
+	char missing[2048] = "";
+	size_t len = 0;
+
+	start_ticking();
+	cr_assert_gt(table_len(), 0u, "no critical sections in the build");
+	run_mix(MIX_LIMIT_NS);
+	for (struct cs_entry *e = __start_sa_cs_table; e < __stop_sa_cs_table; e++)
+		if (atomic_load(&e->count) == 0 && len < sizeof(missing) - 64)
+			len += (size_t)snprintf(missing + len, sizeof(missing) - len, " %s", e->name);
+	cr_assert_eq(len, 0u, "never recovered:%s", missing);
+}
+
+Test(critsec, recoveries_are_counted_once, .timeout = 120)
+{
+	uint64_t sum = 0;
+	struct sa_stats st;
+
+	start_ticking();
+	run_mix(2 * NSEC_PER_SEC_);
+	for (struct cs_entry *e = __start_sa_cs_table; e < __stop_sa_cs_table; e++)
+		sum += atomic_load(&e->count);
+	st = h_stats();
+	cr_assert_gt(sum, 0u, "no recovery at all");
+	cr_assert_eq(st.cs_recoveries, sum, "stats say %llu recoveries, the table %llu",
+		     (unsigned long long)st.cs_recoveries, (unsigned long long)sum);
+}
+
+Test(critsec, no_lock_is_held_by_a_preempted_uthread, .timeout = 120)
+{
+	struct sa_stats st;
+
+	start_ticking();
+	run_mix(5 * NSEC_PER_SEC_);
+	st = h_stats();
+	cr_assert_gt(st.preemptions, 0u, "nothing was preempted: the check saw nothing");
+	cr_assert_gt(st.cs_recoveries, 0u);
+	cr_assert_eq(atomic_load(&sa_debug_lock_violations), 0u,
+		     "%llu preemptions of a uthread that held a spinlock",
+		     (unsigned long long)atomic_load(&sa_debug_lock_violations));
+}
+
+Test(critsec, table_matches_the_copies, .timeout = 20)
+{
+	for (struct cs_entry *e = __start_sa_cs_table; e < __stop_sa_cs_table; e++) {
+		cr_assert_gt(e->end, e->start, "%s: empty", e->name);
+		cr_assert(e->copy >= e->end || e->copy + (e->end - e->start) <= e->start,
+			  "%s: copy overlaps its original", e->name);
+		cr_assert_eq(critsec_find(e->start), e, "%s: lookup of its start", e->name);
+		cr_assert_eq(critsec_find(e->end - 1), e, "%s: lookup of its last byte", e->name);
+		cr_assert_null(critsec_find(e->copy), "%s: a copy is never recovered", e->name);
+	}
+}
