@@ -87,10 +87,18 @@ struct act *act_self(void)
 	return a;
 }
 
-/* act_publish_vp - where vp_self() of @a's kernel thread looks. */
+/*
+ * act_publish_vp - where vp_self() of @a's kernel thread looks.  Its own
+ * word sa_tls_vp, unless that word says VP_VIA_GS: in the TLS mode the
+ * main thread's block is the main uthread's, which goes through the gs
+ * slot wherever it runs, and must keep saying so.
+ */
 static void act_publish_vp(struct act *a, struct vp *v)
 {
-	atomic_store_explicit((_Atomic(struct vp *) *)a->tls_vp, v, memory_order_release);
+	_Atomic(struct vp *) *w = (_Atomic(struct vp *) *)a->tls_vp;
+
+	if (atomic_load_explicit(w, memory_order_relaxed) != VP_VIA_GS)
+		atomic_store_explicit(w, v, memory_order_release);
 	atomic_store_explicit((_Atomic(struct vp *) *)&sa_gs_slots[a->slot].vp, v,
 			      memory_order_release);
 }
