@@ -814,11 +814,15 @@ void __san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_di
 void __san_switch_end(struct uthread *cur);
 void __san_thread_adopt(struct uthread *ut);
 
-#define SAN_NP(call)                             \
-	do {                                     \
-		struct vp *np__ = np_enter();    \
-		call;                            \
-		np_exit(np__);                   \
+/* Not np_enter(): its vp_self() could deliver the unblocked upcall in the
+ * middle of a switch (act_unblocked() itself calls these). */
+#define SAN_NP(call)                                                          \
+	do {                                                                  \
+		struct vp *np__ = vp_self_nodivert();                         \
+		if (np__)                                                     \
+			__atomic_store_n(&np__->np, np__->np + 1, __ATOMIC_RELAXED); \
+		call;                                                         \
+		np_exit(np__);                                                \
 	} while (0)
 
 static inline void san_fiber_create(struct uthread *ut)
