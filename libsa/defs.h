@@ -44,10 +44,17 @@
  * of line and unique (no clones), with no instrumentation call in it: no
  * stack protector, no sanitizer (the copies must be callless).
  */
+#ifdef __SANITIZE_THREAD__
+/* ThreadSanitizer must see the sections' atomics, or it loses every
+ * happens-before edge libsa's locks and queues make: its calls are allowed
+ * there (critsec/leaf.list; TSan builds run without preemption). */
+#define SA_CRITSEC_NO_SANITIZE no_sanitize("address", "undefined")
+#else
+#define SA_CRITSEC_NO_SANITIZE no_sanitize("address", "undefined", "thread")
+#endif
 #define SA_CRITSEC                                                            \
 	__attribute__((section(".text.sa_cs"), noinline, noclone, used,       \
-		       no_stack_protector,                                    \
-		       no_sanitize("address", "undefined", "thread")))
+		       no_stack_protector, SA_CRITSEC_NO_SANITIZE))
 
 #define READ_ONCE(x) atomic_load_explicit(&(x), memory_order_relaxed)
 #define WRITE_ONCE(x, v) atomic_store_explicit(&(x), (v), memory_order_relaxed)

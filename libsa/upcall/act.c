@@ -369,7 +369,7 @@ void act_takeover_end(struct act *a, struct act *s, bool commit)
 		return;
 	}
 	a->blocked = vp->cur;
-	a->unblock_seen = 0;
+	__atomic_store_n(&a->unblock_seen, 0, __ATOMIC_RELAXED);
 	atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
 	atomic_store(&a->state, ACT_BLOCKED);
 	atomic_store(&a->handshake, 0);
@@ -384,7 +384,7 @@ static void act_unblocked_entry(void)
 {
 	struct act *a = act_self();
 	struct uthread *me = a->blocked;
-	uint64_t seen = a->unblock_seen;
+	uint64_t seen = __atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED);
 
 	san_switch_end(a->idle);
 	act_publish_vp(a, NULL); /* not a VP's carrier any more */
@@ -447,8 +447,8 @@ struct vp *vp_self_slow(struct vp *v)
 		while (atomic_load(&a->handshake))
 			cpu_relax();
 		if (atomic_load(&a->state) == ACT_BLOCKED) {
-			if (!a->unblock_seen)
-				a->unblock_seen = clock_ns();
+			if (!__atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED))
+				__atomic_store_n(&a->unblock_seen, clock_ns(), __ATOMIC_RELAXED);
 			return act_unblocked(a);
 		}
 		/* The hand-off was undone: read again. */

@@ -113,7 +113,7 @@ static int emulated_enter(struct act *a)
 	struct sigevent sev;
 	struct itimerspec its;
 
-	if ((!upcall_quantum_ns && !blocked_ns) || a->tick_armed)
+	if ((!upcall_quantum_ns && !blocked_ns) || __atomic_load_n(&a->tick_armed, __ATOMIC_RELAXED))
 		return 0;
 	if (!a->tick_made) {
 		memset(&sev, 0, sizeof(sev));
@@ -134,7 +134,7 @@ static int emulated_enter(struct act *a)
 	its.it_interval = its.it_value;
 	if (timer_settime(a->tick_timer, 0, &its, NULL))
 		return -errno;
-	a->tick_armed = true;
+	__atomic_store_n(&a->tick_armed, true, __ATOMIC_RELAXED);
 	return 0;
 }
 
@@ -144,7 +144,7 @@ static void emulated_leave(struct act *a)
 
 	if (a->tick_made) {
 		timer_settime(a->tick_timer, 0, &off, NULL);
-		a->tick_armed = false;
+		__atomic_store_n(&a->tick_armed, false, __ATOMIC_RELAXED);
 	}
 }
 
@@ -165,7 +165,7 @@ static void emulated_displaced(struct act *a)
 	ns_to_timespec(UNBLOCK_TICK_NS, &its.it_value);
 	its.it_interval = its.it_value;
 	timer_settime(a->tick_timer, 0, &its, NULL);
-	a->tick_armed = true;
+	__atomic_store_n(&a->tick_armed, true, __ATOMIC_RELAXED);
 }
 
 /* ------------------------------------------------------------------------
@@ -310,7 +310,8 @@ static bool wd_vp(struct vp *vp, uint64_t now)
 	if (now - a->seen_since < blocked_ns)
 		return true;
 	a->seen_since = now; /* look again a bound from now at the earliest */
-	if (READ_ONCE(vp->np) || act_kstate(a, &pc) != 0 || text_in_libsa(pc))
+	if (READ_ONCE(vp->np) || act_kstate(a, &pc) != 0 || text_in_libsa(pc) ||
+	    text_in_sanitizer(pc))
 		return true;
 	slices = act_timeslices(a);
 	s = wd_spare();
@@ -334,8 +335,8 @@ static void wd_blocked(struct act *a, uint64_t now)
 
 	if (act_kstate(a, &pc) != 1)
 		return;
-	if (!a->unblock_seen)
-		a->unblock_seen = now;
+	if (!__atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED))
+		__atomic_store_n(&a->unblock_seen, now, __ATOMIC_RELAXED);
 	memset(&si, 0, sizeof(si));
 	si.si_signo = SIG_TICK;
 	si.si_code = SI_QUEUE;

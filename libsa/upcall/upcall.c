@@ -113,6 +113,11 @@ static bool in_text(uintptr_t pc, const struct text_range *r, unsigned n)
 	return false;
 }
 
+/* The sanitizer runtimes alone: they take locks of their own, so the
+ * watchdog never takes a VP from a thread blocked in them. */
+static struct text_range sanitizer_text[RUNTIME_TEXT_MAX];
+static unsigned sanitizer_text_n;
+
 static int find_runtimes(struct dl_phdr_info *info, size_t size, void *arg)
 {
 	(void)size;
@@ -120,7 +125,16 @@ static int find_runtimes(struct dl_phdr_info *info, size_t size, void *arg)
 	for (size_t k = 0; k < ARRAY_SIZE(runtime_objects); k++)
 		if (info->dlpi_name && strstr(info->dlpi_name, runtime_objects[k]))
 			add_text(info, runtime_text, &runtime_text_n, RUNTIME_TEXT_MAX);
+	if (info->dlpi_name && strstr(info->dlpi_name, "san.so"))
+		add_text(info, sanitizer_text, &sanitizer_text_n, RUNTIME_TEXT_MAX);
 	return 0;
+}
+
+/** text_in_sanitizer - @pc is in a sanitizer runtime (libasan, libtsan,
+ * libubsan, liblsan). */
+bool text_in_sanitizer(uintptr_t pc)
+{
+	return in_text(pc, sanitizer_text, sanitizer_text_n);
 }
 
 /** text_in_runtime - @pc is in libc, the loader, libstdc++, libgcc, libm

@@ -87,6 +87,7 @@ int upcall_run(void);
 /* Where code is, for deciding whether a tick may preempt (upcall.c). */
 bool text_in_libsa(uintptr_t pc);
 bool text_in_runtime(uintptr_t pc);
+bool text_in_sanitizer(uintptr_t pc);
 int text_ranges_init(void);
 
 /* The preemption stub (switch.S) and what it calls (sched.c). */
