@@ -820,6 +820,7 @@ void __san_fiber_destroy(struct uthread *ut);
 void __san_switch_begin(struct uthread *prev, struct uthread *next, bool prev_dies);
 void __san_switch_end(struct uthread *cur);
 void __san_thread_adopt(struct uthread *ut);
+void __san_stack_reuse(void *lo, void *hi);
 
 /* Not np_enter(): its vp_self() could deliver the unblocked upcall in the
  * middle of a switch (act_unblocked() itself calls these). */
@@ -857,6 +858,11 @@ static inline void san_thread_adopt(struct uthread *ut)
 {
 	SAN_NP(__san_thread_adopt(ut));
 }
+
+static inline void san_stack_reuse(void *lo, void *hi)
+{
+	SAN_NP(__san_stack_reuse(lo, hi));
+}
 #else
 static inline void san_fiber_create(struct uthread *ut) { (void)ut; }
 static inline void san_fiber_destroy(struct uthread *ut) { (void)ut; }
@@ -867,6 +873,7 @@ static inline void san_switch_begin(struct uthread *prev, struct uthread *next,
 }
 static inline void san_switch_end(struct uthread *cur) { (void)cur; }
 static inline void san_thread_adopt(struct uthread *ut) { (void)ut; }
+static inline void san_stack_reuse(void *lo, void *hi) { (void)lo; (void)hi; }
 #endif
 
 /* ========================================================================

@@ -11,6 +11,18 @@
 #include <sanitizer/tsan_interface.h>
 #endif
 
+/* __san_stack_reuse - frames in [@lo, @hi) were abandoned, never
+ * returned from (a fresh context starts there): forget their redzones. */
+void __san_stack_reuse(void *lo, void *hi)
+{
+#if defined(__SANITIZE_ADDRESS__)
+	__asan_unpoison_memory_region(lo, (size_t)((char *)hi - (char *)lo));
+#else
+	(void)lo;
+	(void)hi;
+#endif
+}
+
 void __san_fiber_create(struct uthread *ut)
 {
 #if defined(__SANITIZE_THREAD__)

@@ -415,6 +415,8 @@ static struct vp *act_unblocked(struct act *a)
 
 	if (me->flags & UTF_TLS)
 		tls_set_fs(a->kfs);
+	if (a->idle->stack_lo)
+		san_stack_reuse(a->idle->stack_lo, a->base_sp);
 	sa_ctx_init(&a->idle->ctx, a->base_sp, act_unblocked_entry);
 	san_switch_begin(me, a->idle, false);
 	sa_ctx_switch(&me->ctx, &a->idle->ctx);
