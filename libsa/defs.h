@@ -629,13 +629,21 @@ struct vp *vp_self_slow(struct vp *v);
  * another kernel thread at any switch, so the compiler must never cache
  * the TLS address or the answer.
  */
-static __always_inline struct vp *vp_self(void)
+/* vp_tls_word - the caller's sa_tls_vp, read through %fs (one load). */
+static __always_inline struct vp *vp_tls_word(void)
 {
 	struct vp *v;
 	uint64_t off;
 
 	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
 	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
+	return v;
+}
+
+static __always_inline struct vp *vp_self(void)
+{
+	struct vp *v = vp_tls_word();
+
 	if (unlikely((uintptr_t)v - 1 < 2)) /* VP_VIA_GS or VP_DISPLACED */
 		v = vp_self_slow(v);
 	return v;
@@ -648,11 +656,8 @@ static __always_inline struct vp *vp_self(void)
  */
 static __always_inline struct vp *vp_self_nodivert(void)
 {
-	struct vp *v;
-	uint64_t off;
+	struct vp *v = vp_tls_word();
 
-	asm("movq sa_tls_vp@gottpoff(%%rip), %0" : "=r"(off));
-	asm volatile("movq %%fs:(%1), %0" : "=r"(v) : "r"(off) : "memory");
 	if (unlikely(v == VP_VIA_GS))
 		asm volatile("movq %%gs:sa_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
 	return v == VP_DISPLACED ? NULL : v;
