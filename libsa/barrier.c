@@ -40,13 +40,11 @@ SA_EXPORT int sa_barrier_init(sa_barrier_t *p, unsigned count)
 	return 0;
 }
 
-SA_EXPORT int sa_barrier_destroy(sa_barrier_t *p)
+/* barrier_retire - under the lock: -EBUSY if @b is in use, else invalidate it. */
+static SA_CRITSEC int barrier_retire(struct barrier *b)
 {
-	struct barrier *b = to_barrier(p);
 	int ret = 0;
 
-	if (!barrier_valid(b))
-		return -EINVAL;
 	spin_lock(&b->lock);
 	if (b->arrived || b->q.head)
 		ret = -EBUSY;
@@ -54,6 +52,31 @@ SA_EXPORT int sa_barrier_destroy(sa_barrier_t *p)
 		atomic_store(&b->magic, 0);
 	spin_unlock(&b->lock);
 	return ret;
+}
+
+SA_EXPORT int sa_barrier_destroy(sa_barrier_t *p)
+{
+	struct barrier *b = to_barrier(p);
+
+	if (!barrier_valid(b))
+		return -EINVAL;
+	return barrier_retire(b);
+}
+
+/*
+ * barrier_arrive - count the caller in.  Not the last: false with the lock
+ * held, for the caller to queue.  The last: start the next round, drop the
+ * lock and return true with the claimed waiters in *@chain.
+ */
+static SA_CRITSEC bool barrier_arrive(struct barrier *b, struct sa_waiter **chain)
+{
+	spin_lock(&b->lock);
+	if (++b->arrived < b->count)
+		return false;
+	b->arrived = 0;
+	*chain = waitq_claim_all(&b->q);
+	spin_unlock(&b->lock);
+	return true;
 }
 
 SA_EXPORT int sa_barrier_wait(sa_barrier_t *p)
@@ -65,14 +88,10 @@ SA_EXPORT int sa_barrier_wait(sa_barrier_t *p)
 		return -EINVAL;
 	if (!ut_self())
 		return -ENOMEM;
-	spin_lock(&b->lock);
-	if (++b->arrived < b->count) {
+	if (!barrier_arrive(b, &chain)) {
 		wait_park_unlock(&b->lock, &b->q, &w, DEADLINE_NONE);
 		return 0;
 	}
-	b->arrived = 0;
-	chain = waitq_claim_all(&b->q);
-	spin_unlock(&b->lock);
 	waitq_ready_chain(chain);
 	return SA_BARRIER_SERIAL;
 }

@@ -36,13 +36,11 @@ SA_EXPORT int sa_cond_init(sa_cond_t *pc, clockid_t clk)
 	return 0;
 }
 
-SA_EXPORT int sa_cond_destroy(sa_cond_t *pc)
+/* cond_retire - under the lock: -EBUSY if @c has waiters, else invalidate it. */
+static SA_CRITSEC int cond_retire(struct cond *c)
 {
-	struct cond *c = to_cond(pc);
 	int ret = 0;
 
-	if (!cond_valid(c))
-		return -EINVAL;
 	spin_lock(&c->lock);
 	if (c->q.head)
 		ret = -EBUSY;
@@ -50,6 +48,15 @@ SA_EXPORT int sa_cond_destroy(sa_cond_t *pc)
 		atomic_store(&c->magic, 0);
 	spin_unlock(&c->lock);
 	return ret;
+}
+
+SA_EXPORT int sa_cond_destroy(sa_cond_t *pc)
+{
+	struct cond *c = to_cond(pc);
+
+	if (!cond_valid(c))
+		return -EINVAL;
+	return cond_retire(c);
 }
 
 /*
@@ -105,16 +112,14 @@ SA_EXPORT int sa_cond_clockwait(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk,
 SA_EXPORT int sa_cond_signal(sa_cond_t *pc)
 {
 	struct cond *c = to_cond(pc);
-	struct sa_waiter *w;
+	struct uthread *ut;
 
 	sa_enter();
 	if (!cond_valid(c))
 		return -EINVAL;
-	spin_lock(&c->lock);
-	while ((w = waitq_pop(&c->q)) != NULL)
-		if (waiter_wake(w))
-			break;
-	spin_unlock(&c->lock);
+	ut = waitq_take_one(&c->lock, &c->q);
+	if (ut)
+		sched_ready(ut);
 	return 0;
 }
 
@@ -126,9 +131,7 @@ SA_EXPORT int sa_cond_broadcast(sa_cond_t *pc)
 	sa_enter();
 	if (!cond_valid(c))
 		return -EINVAL;
-	spin_lock(&c->lock);
-	chain = waitq_claim_all(&c->q);
-	spin_unlock(&c->lock);
+	chain = waitq_take_all(&c->lock, &c->q);
 	waitq_ready_chain(chain);
 	return 0;
 }

@@ -388,7 +388,8 @@ void waitq_push(struct waitq *q, struct sa_waiter *w);
 void waitq_remove(struct waitq *q, struct sa_waiter *w);
 struct sa_waiter *waitq_pop(struct waitq *q);
 bool waiter_claim(struct sa_waiter *w);
-bool waiter_wake(struct sa_waiter *w);
+struct uthread *waitq_take_one(spinlock_t *lock, struct waitq *q);
+struct sa_waiter *waitq_take_all(spinlock_t *lock, struct waitq *q);
 struct sa_waiter *waitq_claim_all(struct waitq *q);
 void waitq_ready_chain(struct sa_waiter *w);
 int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,

@@ -56,13 +56,11 @@ SA_EXPORT int sa_mutex_init(sa_mutex_t *pm, int type)
 	return 0;
 }
 
-SA_EXPORT int sa_mutex_destroy(sa_mutex_t *pm)
+/* mutex_retire - under the lock: -EBUSY if @m is in use, else invalidate it. */
+static SA_CRITSEC int mutex_retire(struct mutex *m)
 {
-	struct mutex *m = to_mutex(pm);
 	int ret = 0;
 
-	if (!pm || !mutex_valid(atomic_load(&m->magic)))
-		return -EINVAL;
 	spin_lock(&m->lock);
 	if (atomic_load(&m->state) != 0 || m->q.head)
 		ret = -EBUSY;
@@ -70,6 +68,15 @@ SA_EXPORT int sa_mutex_destroy(sa_mutex_t *pm)
 		atomic_store(&m->magic, 0);
 	spin_unlock(&m->lock);
 	return ret;
+}
+
+SA_EXPORT int sa_mutex_destroy(sa_mutex_t *pm)
+{
+	struct mutex *m = to_mutex(pm);
+
+	if (!pm || !mutex_valid(atomic_load(&m->magic)))
+		return -EINVAL;
+	return mutex_retire(m);
 }
 
 /* Relock by the owner: what the type says. */
@@ -84,6 +91,37 @@ static int mutex_relock(struct mutex *m, int type, bool try)
 	if (type == SA_MUTEX_ERRORCHECK)
 		return try ? -EBUSY : -EDEADLK;
 	return try ? -EBUSY : 1; /* normal: wait (for ever) as POSIX says */
+}
+
+/*
+ * mutex_take_or_flag - under the lock: take @m if it is free (true, lock
+ * dropped), else set MUTEX_WAITERS and return false with the lock held,
+ * for the caller to queue.
+ */
+static SA_CRITSEC bool mutex_take_or_flag(struct mutex *m, struct uthread *me)
+{
+	uint32_t s;
+
+	spin_lock(&m->lock);
+	for (;;) {
+		s = atomic_load_explicit(&m->state, memory_order_relaxed);
+		if (s == 0) {
+			if (atomic_compare_exchange_weak_explicit(&m->state, &s, me->id,
+								  memory_order_acquire,
+								  memory_order_relaxed)) {
+				m->count = 1;
+				spin_unlock(&m->lock);
+				return true;
+			}
+			continue;
+		}
+		if (s & MUTEX_WAITERS)
+			return false;
+		if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | MUTEX_WAITERS,
+							  memory_order_relaxed,
+							  memory_order_relaxed))
+			return false;
+	}
 }
 
 /* __mutex_lock - slow path: queue and wait for a handoff. */
@@ -104,26 +142,8 @@ static __noinline int __mutex_lock(struct mutex *m, struct uthread *me,
 			return ret;
 	}
 
-	spin_lock(&m->lock);
-	for (;;) {
-		s = atomic_load_explicit(&m->state, memory_order_relaxed);
-		if (s == 0) {
-			if (atomic_compare_exchange_weak_explicit(&m->state, &s, me->id,
-								  memory_order_acquire,
-								  memory_order_relaxed)) {
-				m->count = 1;
-				spin_unlock(&m->lock);
-				return 0;
-			}
-			continue;
-		}
-		if (s & MUTEX_WAITERS)
-			break;
-		if (atomic_compare_exchange_weak_explicit(&m->state, &s, s | MUTEX_WAITERS,
-							  memory_order_relaxed,
-							  memory_order_relaxed))
-			break;
-	}
+	if (mutex_take_or_flag(m, me))
+		return 0;
 	ret = wait_park_unlock(&m->lock, &m->q, &w, deadline);
 	/* On 0 the unlocker made us the owner and set count. */
 	return ret;
@@ -193,27 +213,41 @@ SA_EXPORT int sa_mutex_trylock(sa_mutex_t *pm)
 	return -EBUSY;
 }
 
-/* __mutex_unlock - slow path: hand the mutex to the first live waiter. */
-static __noinline void __mutex_unlock(struct mutex *m)
+/*
+ * mutex_handoff - under the lock: give @m to its first live waiter and
+ * return that uthread, for sched_ready() once the lock is dropped (its
+ * claimed waiter keeps it parked until then), or free @m and return NULL.
+ */
+static SA_CRITSEC struct uthread *mutex_handoff(struct mutex *m)
 {
 	struct sa_waiter *w;
+	struct uthread *ut = NULL;
 
-	sa_enter();
 	spin_lock(&m->lock);
 	while ((w = waitq_pop(&m->q)) != NULL) {
-		struct uthread *ut = w->ut;
-
 		if (!waiter_claim(w))
 			continue; /* timed out: it leaves by itself */
+		ut = w->ut;
 		atomic_store_explicit(&m->state, ut->id | (m->q.head ? MUTEX_WAITERS : 0),
 				      memory_order_release);
 		m->count = 1;
-		sched_ready(ut);
-		spin_unlock(&m->lock);
-		return;
+		break;
 	}
-	atomic_store_explicit(&m->state, 0, memory_order_release);
+	if (!ut)
+		atomic_store_explicit(&m->state, 0, memory_order_release);
 	spin_unlock(&m->lock);
+	return ut;
+}
+
+/* __mutex_unlock - slow path: hand the mutex to the first live waiter. */
+static __noinline void __mutex_unlock(struct mutex *m)
+{
+	struct uthread *ut;
+
+	sa_enter();
+	ut = mutex_handoff(m);
+	if (ut)
+		sched_ready(ut);
 }
 
 /**

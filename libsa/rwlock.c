@@ -50,13 +50,11 @@ SA_EXPORT int sa_rwlock_init(sa_rwlock_t *p)
 	return 0;
 }
 
-SA_EXPORT int sa_rwlock_destroy(sa_rwlock_t *p)
+/* rw_retire - under the lock: -EBUSY if @rw is in use, else invalidate it. */
+static SA_CRITSEC int rw_retire(struct rwlock *rw)
 {
-	struct rwlock *rw = to_rw(p);
 	int ret = 0;
 
-	if (!rw_valid(rw))
-		return -EINVAL;
 	spin_lock(&rw->lock);
 	if (rw->readers != 0 || rw->q.head)
 		ret = -EBUSY;
@@ -66,9 +64,18 @@ SA_EXPORT int sa_rwlock_destroy(sa_rwlock_t *p)
 	return ret;
 }
 
+SA_EXPORT int sa_rwlock_destroy(sa_rwlock_t *p)
+{
+	struct rwlock *rw = to_rw(p);
+
+	if (!rw_valid(rw))
+		return -EINVAL;
+	return rw_retire(rw);
+}
+
 /* rw_grant_locked - hand the lock to the waiters at the head of the queue;
  * returns the chain to make runnable after the lock is dropped. */
-static struct sa_waiter *rw_grant_locked(struct rwlock *rw)
+static SA_CRITSEC struct sa_waiter *rw_grant_locked(struct rwlock *rw)
 {
 	struct sa_waiter *w, *first = NULL, *last = NULL;
 
@@ -99,54 +106,76 @@ static struct sa_waiter *rw_grant_locked(struct rwlock *rw)
 	return first;
 }
 
+/*
+ * rw_acquire - under the lock: take @rw for @kind if the rules allow (0,
+ * lock dropped), fail (-errno, lock dropped), or return 1 with the lock
+ * held and the caller counted as a waiting writer if it is one, for the
+ * caller to queue.
+ */
+static SA_CRITSEC int rw_acquire(struct rwlock *rw, int kind, bool try, struct uthread *me)
+{
+	int ret = 1;
+
+	spin_lock(&rw->lock);
+	if (rw->readers == -1 && rw->writer == me->id) {
+		ret = try ? -EBUSY : -EDEADLK;
+	} else if (kind == RW_READ) {
+		if (rw->readers >= 0 && rw->wwait == 0) {
+			if (rw->readers == INT32_MAX - 1) {
+				ret = -EAGAIN;
+			} else {
+				rw->readers++;
+				ret = 0;
+			}
+		}
+	} else if (rw->readers == 0) {
+		rw->readers = -1;
+		rw->writer = me->id;
+		ret = 0;
+	}
+	if (ret == 1 && try)
+		ret = -EBUSY;
+	if (ret != 1) {
+		spin_unlock(&rw->lock);
+		return ret;
+	}
+	if (kind == RW_WRITE)
+		rw->wwait++;
+	return 1;
+}
+
+/* rw_give_up - a waiter timed out: uncount it, grant whom it held back. */
+static SA_CRITSEC struct sa_waiter *rw_give_up(struct rwlock *rw, int kind)
+{
+	struct sa_waiter *chain;
+
+	spin_lock(&rw->lock);
+	if (kind == RW_WRITE)
+		rw->wwait--;
+	chain = rw_grant_locked(rw);
+	spin_unlock(&rw->lock);
+	return chain;
+}
+
 static int rw_lock(struct rwlock *rw, int kind, bool try, uint64_t deadline)
 {
 	struct uthread *me = ut_self();
-	struct sa_waiter w, *chain;
+	struct sa_waiter w;
 	int ret;
 
 	if (!rw_valid(rw))
 		return -EINVAL;
 	if (!me)
 		return -ENOMEM;
-	spin_lock(&rw->lock);
-	if (rw->readers == -1 && rw->writer == me->id) {
-		spin_unlock(&rw->lock);
-		return try ? -EBUSY : -EDEADLK;
-	}
-	if (kind == RW_READ) {
-		if (rw->readers >= 0 && rw->wwait == 0) {
-			if (rw->readers == INT32_MAX - 1) {
-				spin_unlock(&rw->lock);
-				return -EAGAIN;
-			}
-			rw->readers++;
-			spin_unlock(&rw->lock);
-			return 0;
-		}
-	} else if (rw->readers == 0) {
-		rw->readers = -1;
-		rw->writer = me->id;
-		spin_unlock(&rw->lock);
-		return 0;
-	}
-	if (try) {
-		spin_unlock(&rw->lock);
-		return -EBUSY;
-	}
+	ret = rw_acquire(rw, kind, try, me);
+	if (ret != 1)
+		return ret;
 	w.kind = (uint32_t)kind;
-	if (kind == RW_WRITE)
-		rw->wwait++;
 	ret = wait_park_unlock(&rw->lock, &rw->q, &w, deadline);
 	if (ret == 0)
 		return 0;
 	/* Timed out.  A writer that gave up may have held readers back. */
-	spin_lock(&rw->lock);
-	if (kind == RW_WRITE)
-		rw->wwait--;
-	chain = rw_grant_locked(rw);
-	spin_unlock(&rw->lock);
-	waitq_ready_chain(chain);
+	waitq_ready_chain(rw_give_up(rw, kind));
 	return ret;
 }
 
@@ -188,30 +217,44 @@ SA_EXPORT int sa_rwlock_timedwrlock(sa_rwlock_t *p, clockid_t clk,
 	return r ? r : rw_lock(to_rw(p), RW_WRITE, false, d);
 }
 
-SA_EXPORT int sa_rwlock_unlock(sa_rwlock_t *p)
+/*
+ * rw_release - under the lock: drop the caller's hold of @rw (-EPERM if it
+ * has none that it may drop) and claim the waiters that may now run.
+ */
+static SA_CRITSEC int rw_release(struct rwlock *rw, struct uthread *me,
+				 struct sa_waiter **chain)
 {
-	struct rwlock *rw = to_rw(p);
-	struct uthread *me = ut_self();
-	struct sa_waiter *chain;
+	int ret = 0;
 
-	if (!rw_valid(rw))
-		return -EINVAL;
 	spin_lock(&rw->lock);
 	if (rw->readers == -1) {
 		if (!me || rw->writer != me->id) {
-			spin_unlock(&rw->lock);
-			return -EPERM;
+			ret = -EPERM;
+			goto out;
 		}
 		rw->readers = 0;
 		rw->writer = 0;
 	} else if (rw->readers > 0) {
 		rw->readers--;
 	} else {
-		spin_unlock(&rw->lock);
-		return -EPERM;
+		ret = -EPERM;
+		goto out;
 	}
-	chain = rw_grant_locked(rw);
+	*chain = rw_grant_locked(rw);
+out:
 	spin_unlock(&rw->lock);
+	return ret;
+}
+
+SA_EXPORT int sa_rwlock_unlock(sa_rwlock_t *p)
+{
+	struct rwlock *rw = to_rw(p);
+	struct sa_waiter *chain = NULL;
+	int ret;
+
+	if (!rw_valid(rw))
+		return -EINVAL;
+	ret = rw_release(rw, ut_self(), &chain);
 	waitq_ready_chain(chain);
-	return 0;
+	return ret;
 }

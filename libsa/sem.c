@@ -36,13 +36,11 @@ SA_EXPORT int sa_sem_init(sa_sem_t *p, unsigned value)
 	return 0;
 }
 
-SA_EXPORT int sa_sem_destroy(sa_sem_t *p)
+/* sem_retire - under the lock: -EBUSY if @s has waiters, else invalidate it. */
+static SA_CRITSEC int sem_retire(struct sem *s)
 {
-	struct sem *s = to_sem(p);
 	int ret = 0;
 
-	if (!sem_valid(s))
-		return -EINVAL;
 	spin_lock(&s->lock);
 	if (s->q.head)
 		ret = -EBUSY;
@@ -50,6 +48,15 @@ SA_EXPORT int sa_sem_destroy(sa_sem_t *p)
 		atomic_store(&s->magic, 0);
 	spin_unlock(&s->lock);
 	return ret;
+}
+
+SA_EXPORT int sa_sem_destroy(sa_sem_t *p)
+{
+	struct sem *s = to_sem(p);
+
+	if (!sem_valid(s))
+		return -EINVAL;
+	return sem_retire(s);
 }
 
 /* sem_take - fast path: take a unit without the lock if there is one. */
@@ -65,6 +72,20 @@ static __always_inline bool sem_take(struct sem *s)
 	return false;
 }
 
+/*
+ * sem_take_locking - take the lock and a unit if there is one (true, lock
+ * dropped); false with the lock held, for the caller to queue.
+ */
+static SA_CRITSEC bool sem_take_locking(struct sem *s)
+{
+	spin_lock(&s->lock);
+	if (sem_take(s)) {
+		spin_unlock(&s->lock);
+		return true;
+	}
+	return false;
+}
+
 static int sem_wait_common(struct sem *s, uint64_t deadline)
 {
 	struct sa_waiter w;
@@ -75,11 +96,8 @@ static int sem_wait_common(struct sem *s, uint64_t deadline)
 		return 0;
 	if (!ut_self())
 		return -ENOMEM;
-	spin_lock(&s->lock);
-	if (sem_take(s)) {
-		spin_unlock(&s->lock);
+	if (sem_take_locking(s))
 		return 0;
-	}
 	/* On 0 the poster handed its unit to us directly. */
 	return wait_park_unlock(&s->lock, &s->q, &w, deadline);
 }
@@ -106,24 +124,26 @@ SA_EXPORT int sa_sem_trywait(sa_sem_t *p)
 	return sem_take(s) ? 0 : -EAGAIN;
 }
 
-SA_EXPORT int sa_sem_post(sa_sem_t *p)
+/*
+ * sem_give - under the lock: hand a unit to the first live waiter and
+ * return its uthread in *@wake, for sched_ready() once the lock is dropped,
+ * or add it to the value.  Always under the lock: a waiter decides to queue
+ * under it, after a last sem_take(), so a post cannot slip between the two
+ * unseen.
+ */
+static SA_CRITSEC int sem_give(struct sem *s, struct uthread **wake)
 {
-	struct sem *s = to_sem(p);
 	struct sa_waiter *w;
 	uint32_t v;
 	int ret = 0;
 
-	sa_enter();
-	if (!sem_valid(s))
-		return -EINVAL;
-	/*
-	 * Always under the lock: a waiter decides to queue under it, after a
-	 * last sem_take(), so a post cannot slip between the two unseen.
-	 */
 	spin_lock(&s->lock);
-	while ((w = waitq_pop(&s->q)) != NULL)
-		if (waiter_wake(w))
+	while ((w = waitq_pop(&s->q)) != NULL) {
+		if (waiter_claim(w)) {
+			*wake = w->ut;
 			goto out;
+		}
+	}
 	v = atomic_load_explicit(&s->value, memory_order_relaxed);
 	do {
 		if (v >= SA_SEM_VALUE_MAX) {
@@ -135,6 +155,21 @@ SA_EXPORT int sa_sem_post(sa_sem_t *p)
 							memory_order_relaxed));
 out:
 	spin_unlock(&s->lock);
+	return ret;
+}
+
+SA_EXPORT int sa_sem_post(sa_sem_t *p)
+{
+	struct sem *s = to_sem(p);
+	struct uthread *wake = NULL;
+	int ret;
+
+	sa_enter();
+	if (!sem_valid(s))
+		return -EINVAL;
+	ret = sem_give(s, &wake);
+	if (wake)
+		sched_ready(wake);
 	return ret;
 }
 

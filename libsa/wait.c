@@ -61,20 +61,6 @@ SA_CRITSEC bool waiter_claim(struct sa_waiter *w)
 	return atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN);
 }
 
-/**
- * waiter_wake - claim popped waiter @w and make it runnable.  Safe under
- * the object's lock: sched_ready() only takes locks that rank below it.
- */
-bool waiter_wake(struct sa_waiter *w)
-{
-	struct uthread *ut = w->ut;
-
-	if (!waiter_claim(w))
-		return false;
-	sched_ready(ut);
-	return true;
-}
-
 static void waiter_timeout(struct sa_timer *t)
 {
 	struct sa_waiter *w = container_of(t, struct sa_waiter, timer);
@@ -127,15 +113,13 @@ int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
 	struct vp *vp = vp_self();
 	struct uthread *me = ut_self();
 
-	w->ut = me;
-	atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
-	waitq_push(q, w);
-
 	if (deadline != DEADLINE_NONE && deadline <= now_ns()) {
-		waitq_remove(q, w);
 		spin_unlock(lock);
 		return -ETIMEDOUT;
 	}
+	w->ut = me;
+	atomic_store_explicit(&w->state, W_WAITING, memory_order_relaxed);
+	waitq_push(q, w);
 
 	if (likely(vp)) {
 		if (deadline != DEADLINE_NONE)
@@ -173,6 +157,38 @@ SA_CRITSEC struct sa_waiter *waitq_claim_all(struct waitq *q)
 		last = w;
 	}
 	return first;
+}
+
+/**
+ * waitq_take_one - under @lock, pop and claim the first waiter of @q that
+ * has not timed out.  Returns its uthread, for sched_ready() once the lock
+ * is dropped (the claim keeps it parked until then), or NULL.
+ */
+SA_CRITSEC struct uthread *waitq_take_one(spinlock_t *lock, struct waitq *q)
+{
+	struct sa_waiter *w;
+	struct uthread *ut = NULL;
+
+	spin_lock(lock);
+	while ((w = waitq_pop(q)) != NULL) {
+		if (waiter_claim(w)) {
+			ut = w->ut;
+			break;
+		}
+	}
+	spin_unlock(lock);
+	return ut;
+}
+
+/** waitq_take_all - under @lock, waitq_claim_all() of @q. */
+SA_CRITSEC struct sa_waiter *waitq_take_all(spinlock_t *lock, struct waitq *q)
+{
+	struct sa_waiter *chain;
+
+	spin_lock(lock);
+	chain = waitq_claim_all(q);
+	spin_unlock(lock);
+	return chain;
 }
 
 /** waitq_ready_chain - make runnable a chain from waitq_claim_all(). */

@@ -62,12 +62,26 @@ static bool all_recovered(void)
 	return true;
 }
 
+/* names_recovered - has every section of the NULL-ended list @names (a
+ * workload's own) been recovered?  A workload that has done its part
+ * stops, leaving the processors to the others. */
+static bool names_recovered(const char *const *names)
+{
+	for (; *names; names++)
+		for (struct cs_entry *e = __start_sa_cs_table; e < __stop_sa_cs_table; e++)
+			if (strcmp(e->name, *names) == 0 &&
+			    atomic_load_explicit(&e->count, memory_order_relaxed) == 0)
+				return false;
+	return true;
+}
+
 /* ---- the workload ---- */
 
 static _Atomic int stop;
 static sa_mutex_t mtx;
 static sa_cond_t cond;
 static uint64_t counter;          /* under mtx */
+static _Atomic unsigned churn_rounds;
 static _Atomic uint64_t increments;
 static char scratch[2][4096];
 
@@ -144,6 +158,10 @@ static void *locker(void *arg)
 		counter++;
 		atomic_fetch_add(&increments, 1);
 		libc_work((int)s);
+		/* Yield holding the mutex: the others queue on it (the
+		 * slow paths of lock and unlock). */
+		if ((s & 7) == 1)
+			sa_yield();
 		/* Timed waits: some time out (the waiter takes itself off
 		 * the queue), some are woken first (the timer is cancelled). */
 		if ((s & 3) == 0)
@@ -153,6 +171,102 @@ static void *locker(void *arg)
 			sa_cond_signal(&cond);
 		else
 			sa_cond_broadcast(&cond);
+	}
+	return NULL;
+}
+
+/* churner - every sync object's life: init, each operation, destroy. */
+static _Atomic unsigned once_runs;
+
+static void once_fn(void)
+{
+	atomic_fetch_add(&once_runs, 1);
+}
+
+static const char *const churner_sections[] = {
+	"mutex_retire", "cond_retire", "sem_retire", "barrier_retire", "rw_retire",
+	"barrier_arrive", "once_begin", "once_end", NULL,
+};
+
+static void *churner(void *arg)
+{
+	uint64_t s = IP(arg);
+	unsigned rounds = 0;
+
+	while (!atomic_load(&stop) && !names_recovered(churner_sections)) {
+		sa_mutex_t m;
+		sa_cond_t c;
+		sa_sem_t sem;
+		sa_barrier_t b;
+		sa_rwlock_t rw;
+		sa_once_t o = SA_ONCE_INIT;
+
+		UT_CHECK(sa_mutex_init(&m, SA_MUTEX_RECURSIVE) == 0);
+		UT_CHECK(sa_cond_init(&c, CLOCK_MONOTONIC) == 0);
+		UT_CHECK(sa_sem_init(&sem, 0) == 0);
+		UT_CHECK(sa_barrier_init(&b, 1) == 0);
+		UT_CHECK(sa_rwlock_init(&rw) == 0);
+		UT_CHECK(sa_mutex_lock(&m) == 0);
+		UT_CHECK(sa_cond_signal(&c) == 0);
+		UT_CHECK(sa_cond_broadcast(&c) == 0);
+		UT_CHECK(sa_mutex_unlock(&m) == 0);
+		UT_CHECK(sa_sem_post(&sem) == 0);
+		UT_CHECK(sa_sem_wait(&sem) == 0);
+		UT_CHECK(sa_barrier_wait(&b) == SA_BARRIER_SERIAL);
+		UT_CHECK(sa_rwlock_rdlock(&rw) == 0);
+		UT_CHECK(sa_rwlock_unlock(&rw) == 0);
+		UT_CHECK(sa_rwlock_wrlock(&rw) == 0);
+		UT_CHECK(sa_rwlock_unlock(&rw) == 0);
+		UT_CHECK(sa_once(&o, once_fn) == 0);
+		UT_CHECK(sa_once(&o, once_fn) == 0);
+		UT_CHECK(sa_mutex_destroy(&m) == 0);
+		UT_CHECK(sa_cond_destroy(&c) == 0);
+		UT_CHECK(sa_sem_destroy(&sem) == 0);
+		UT_CHECK(sa_barrier_destroy(&b) == 0);
+		UT_CHECK(sa_rwlock_destroy(&rw) == 0);
+		libc_work((int)s);
+		if ((++rounds & 15) == 0)
+			sa_yield();
+	}
+	atomic_fetch_add(&churn_rounds, rounds);
+	return NULL;
+}
+
+/*
+ * Contended sync objects: a semaphore ping-pong (waits that queue, posts
+ * that hand a unit over) and a reader-writer lock whose writer holds it
+ * long enough that timed readers and writers give up (rw_give_up).
+ */
+static sa_sem_t ping, pong;
+static sa_rwlock_t rwl;
+
+static const char *const pinger_sections[] = {
+	"sem_take_locking", "sem_give", "rw_acquire", "rw_release", "rw_give_up",
+	"rw_grant_locked", NULL,
+};
+
+static void *pinger(void *arg)
+{
+	sa_sem_t *mine = (IP(arg) & 1) ? &ping : &pong;
+	sa_sem_t *theirs = (IP(arg) & 1) ? &pong : &ping;
+	uint64_t s = IP(arg) + 5;
+
+	while (!atomic_load(&stop) && !names_recovered(pinger_sections)) {
+		struct timespec dl = h_deadline(CLOCK_MONOTONIC, 1000000);
+		int r;
+
+		UT_CHECK(sa_sem_post(theirs) == 0);
+		r = sa_sem_timedwait(mine, CLOCK_MONOTONIC, &dl);
+		UT_CHECK(r == 0 || r == -ETIMEDOUT);
+		dl = h_deadline(CLOCK_MONOTONIC, (int64_t)(h_rand(&s) % 20000));
+		r = (s & 1) ? sa_rwlock_timedrdlock(&rwl, CLOCK_MONOTONIC, &dl)
+			    : sa_rwlock_timedwrlock(&rwl, CLOCK_MONOTONIC, &dl);
+		UT_CHECK(r == 0 || r == -ETIMEDOUT);
+		if (r == 0) {
+			if ((s & 1) == 0)
+				sa_sleep_ns(h_rand(&s) % 30000);
+			UT_CHECK(sa_rwlock_unlock(&rwl) == 0);
+		}
 	}
 	return NULL;
 }
@@ -177,13 +291,18 @@ static void *stopper(void *arg)
  * @limit_ns passes; returns whether every one was. */
 static bool run_mix(uint64_t limit_ns)
 {
-	sa_uthread_t t[12], ya = 0, yb = 0;
+	sa_uthread_t t[18], ya = 0, yb = 0;
 	pthread_t st;
 	int n = 0;
 
 	atomic_store(&stop, 0);
 	SA_OK(sa_mutex_init(&mtx, SA_MUTEX_NORMAL));
 	SA_OK(sa_cond_init(&cond, CLOCK_MONOTONIC));
+	SA_OK(sa_sem_init(&ping, 0));
+	SA_OK(sa_sem_init(&pong, 0));
+	SA_OK(sa_rwlock_init(&rwl));
+	atomic_store(&once_runs, 0);
+	atomic_store(&churn_rounds, 0);
 	t[n++] = ya = h_spawn(yielder, &yb);
 	t[n++] = yb = h_spawn(yielder, &ya);
 	t[n++] = h_spawn(yielder, &ya);
@@ -193,6 +312,10 @@ static bool run_mix(uint64_t limit_ns)
 		t[n++] = h_spawn(sleeper, UP(i + 1));
 	for (int i = 0; i < 3; i++)
 		t[n++] = h_spawn(locker, UP(i + 11));
+	for (int i = 0; i < 2; i++)
+		t[n++] = h_spawn(churner, UP(i + 21));
+	for (int i = 0; i < 4; i++)
+		t[n++] = h_spawn(pinger, UP(i));
 	mix_end = h_mono() + limit_ns;
 	st = h_pthread(stopper, NULL);
 	for (int i = 0; i < n; i++)
@@ -200,6 +323,9 @@ static bool run_mix(uint64_t limit_ns)
 	h_pthread_join(st);
 	assert_no_ut_failures();
 	cr_assert_eq(counter, atomic_load(&increments), "the mutex lost updates");
+	cr_assert_eq(atomic_load(&once_runs), atomic_load(&churn_rounds),
+		     "once ran %u times in %u rounds", atomic_load(&once_runs),
+		     atomic_load(&churn_rounds));
 	return all_recovered();
 }
 

@@ -86,6 +86,21 @@
  * before; with every lock-holding leaf routine a critical section, the
  * holder is recovered rather than skipped.
  *
+ * What is a section.  Every region that holds one of the run-queue, timer
+ * or sync-object spinlocks and does not switch: the run-queue and timer
+ * heap operations, the waiter queues, and each sync object's locked step
+ * (mutex take-or-flag and handoff, semaphore give and take, rwlock
+ * acquire/release/give-up, barrier arrival, once begin/end, the destroy
+ * checks).  Those steps claim the waiters they wake under the lock and
+ * make them runnable after dropping it: a claimed waiter stays parked
+ * until then (wait.c), so no wake-up, with its futex call and its run-queue
+ * lock, runs inside a sync object's lock.  Not sections: the tail of a
+ * wait, from the section that returns with the object's lock held to the
+ * switch that drops it (the lock goes across the switch; a tick there is
+ * skipped, which costs the waiter no more than a few instructions), the
+ * idle loop's own locks (only an idle VP takes them), and the runtime's
+ * rarely taken locks (keys, stack pools, activations, join and exit).
+ *
  * Sanitizer builds.  AddressSanitizer and UBSan insert calls to their
  * runtimes, which a copy may not make.  SA_CRITSEC turns instrumentation
  * off for the sections themselves (no_sanitize, no_stack_protector); the
