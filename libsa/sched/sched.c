@@ -982,6 +982,8 @@ static void vp_park(struct vp *vp)
 	}
 	if (!idle_remove(vp))
 		vp->spinning = 1; /* woken: the waker counted us spinning */
+	if (unlikely(atomic_load_explicit(&upcall_wd_backoff, memory_order_relaxed)))
+		upcall_wd_kick();
 }
 
 /**

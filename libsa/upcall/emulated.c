@@ -24,6 +24,8 @@
 #include <fcntl.h>
 #include <signal.h>
 
+#include <sys/prctl.h>
+
 #include "upcall/upcall.h"
 
 #define SIG_TICK SIGURG
@@ -196,6 +198,24 @@ static void emulated_displaced(struct act *a)
 
 #define IDLE_BACKOFF_NS (100 * 1000 * 1000ull)
 
+/*
+ * While it backs off, the watchdog sleeps on wd_word, and a VP that leaves
+ * its park (it has work again) wakes it: a uthread that blocks hidden right
+ * after an idle spell is then found within a bound, not a backed-off round
+ * later.  The VP pays a load and a branch per unpark, a futex wake only
+ * after an idle spell.
+ */
+_Atomic uint32_t upcall_wd_backoff;
+static _Atomic uint32_t wd_word;
+
+void upcall_wd_kick(void)
+{
+	if (atomic_exchange_explicit(&upcall_wd_backoff, 0, memory_order_relaxed)) {
+		atomic_fetch_add_explicit(&wd_word, 1, memory_order_release);
+		futex_wake(&wd_word, 1);
+	}
+}
+
 /* proc_read - the text of a /proc file through its open descriptor. */
 static ssize_t proc_read(int fd, char *buf, size_t n)
 {
@@ -346,12 +366,27 @@ static void wd_blocked(struct act *a, uint64_t now)
 	sa_syscall6(SYS_rt_tgsigqueueinfo, getpid(), a->tid, SIG_TICK, (long)&si, 0, 0);
 }
 
+/* any_vp_unparked - is some VP out of its park (and so maybe busy)? */
+static bool any_vp_unparked(void)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++)
+		if (!atomic_load_explicit(&rt.vps[i].parked, memory_order_relaxed))
+			return true;
+	return false;
+}
+
 static void *watchdog_main(void *arg)
 {
 	uint64_t idle_rounds = 0;
 
 	(void)arg;
 	pthread_setname_np(pthread_self(), "sa-watchdog");
+	/* Its rounds are the bound's resolution: no timer slack (the
+	 * default lets a 500 us sleep run 50 us long). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	/* Its rounds are the bound's resolution: no timer slack (the
+	 * default lets a 500 us sleep run 50 us long). */
+	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	while (!atomic_load(&rt.stopping)) {
 		uint64_t wait = blocked_ns / 2, now;
 		struct timespec ts;
@@ -363,7 +398,17 @@ static void *watchdog_main(void *arg)
 				wait = IDLE_BACKOFF_NS;
 		}
 		ns_to_timespec(wait, &ts);
-		nanosleep(&ts, NULL);
+		if (idle_rounds > 8) {
+			uint32_t w = atomic_load_explicit(&wd_word, memory_order_acquire);
+
+			atomic_store_explicit(&upcall_wd_backoff, 1, memory_order_relaxed);
+			smp_mb(); /* the flag before the last look at the VPs */
+			if (!any_vp_unparked())
+				futex_wait(&wd_word, w, &ts);
+			atomic_store_explicit(&upcall_wd_backoff, 0, memory_order_relaxed);
+		} else {
+			nanosleep(&ts, NULL);
+		}
 		now = wd_now();
 		for (uint32_t i = 0; i < rt.nvps; i++)
 			busy |= wd_vp(&rt.vps[i], now);

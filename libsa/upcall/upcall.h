@@ -60,6 +60,13 @@ extern uint64_t upcall_quantum_ns;
  */
 extern bool upcall_tick_force;
 
+/*
+ * The emulated backend's watchdog backs off while every VP is parked; a
+ * VP that leaves its park calls upcall_wd_kick() when the flag is set.
+ */
+extern _Atomic uint32_t upcall_wd_backoff;
+void upcall_wd_kick(void);
+
 int upcall_init(void);
 int env_us(const char *name, unsigned long def_us, uint64_t *out);
 int upcall_enter(struct act *a);
