@@ -32,10 +32,10 @@
  * that the runtime does not see, syscall(SYS_nanosleep) of 20 ms, while
  * another thread is runnable (it yields in a loop until the first has
  * published the time it entered the call).  Reported: the milliseconds
- * from the entry to the moment the other thread runs.  Today libsa has no
- * "blocked" upcall on stock Linux, so its VP sleeps with the call; NPTL's
- * kernel runs the other thread at once.  Median of --reps runs after an
- * untimed one.
+ * from the entry to the moment the other thread runs.  On stock Linux
+ * libsa's watchdog hands the VP to a spare activation once it has made no
+ * switch for SA_BLOCKED_US (1 ms by default); NPTL's kernel runs the
+ * other thread at once.  Median of --reps runs after an untimed one.
  *
  * Processors: libsa VPs (sa_init(n)), NPTL with the process pinned to n
  * CPUs (sched_setaffinity, before any thread exists).  --json prints one

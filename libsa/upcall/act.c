@@ -335,17 +335,28 @@ static void act_run(struct act *a)
  * The blocked and unblocked upcalls
  */
 
+static int mb_ok = -1;
+
+/**
+ * act_takeover_prepare - register for expedited memory barriers, once,
+ * from the thread that will hand VPs over.  The registration waits for an
+ * RCU grace period (tens of milliseconds): done when the watchdog starts,
+ * not in the middle of the first hand-off.
+ */
+void act_takeover_prepare(void)
+{
+	if (mb_ok < 0)
+		mb_ok = sa_syscall6(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+				    0, 0, 0, 0, 0) == 0;
+}
+
 /**
  * act_takeover_begin - steps 1-2 of the handshake on stuck activation @a.
  * Returns false if no memory barrier can be had (no hand-off then).
  */
 bool act_takeover_begin(struct act *a)
 {
-	static int mb_ok = -1;
-
-	if (mb_ok < 0)
-		mb_ok = sa_syscall6(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
-				    0, 0, 0, 0, 0) == 0;
+	act_takeover_prepare();
 	if (!mb_ok)
 		return false;
 	atomic_store(&a->handshake, 1);

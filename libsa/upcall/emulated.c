@@ -384,9 +384,11 @@ static void *watchdog_main(void *arg)
 	/* Its rounds are the bound's resolution: no timer slack (the
 	 * default lets a 500 us sleep run 50 us long). */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	act_takeover_prepare();
 	/* Its rounds are the bound's resolution: no timer slack (the
 	 * default lets a 500 us sleep run 50 us long). */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+	act_takeover_prepare();
 	while (!atomic_load(&rt.stopping)) {
 		uint64_t wait = blocked_ns / 2, now;
 		struct timespec ts;

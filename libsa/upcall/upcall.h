@@ -81,6 +81,7 @@ int act_start_thread(struct act *a, struct vp *vp);
 struct act *act_spare_get(void);
 void act_spare_give(struct act *s, struct vp *vp);
 void act_wake_spares(void);
+void act_takeover_prepare(void);
 bool act_takeover_begin(struct act *a);
 void act_takeover_end(struct act *a, struct act *s, bool commit);
 void upcall_stats(struct sa_stats *st);
