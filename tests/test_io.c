@@ -200,6 +200,68 @@ Test(io, read_parked_wakes_with_eof_when_writer_closes, .timeout = 10)
 	close(p[0]);
 }
 
+/*
+ * A completion does not wait for a compute-bound uthread's quantum: with a
+ * 10 s quantum and the only VP held by a loop that makes no libsa call,
+ * the watchdog sees completions waiting in the ring and sends the VP
+ * through a scheduler pass, so the reader runs while the loop still does.
+ */
+static _Atomic int io_read_done;
+
+static void *io_reader(void *arg)
+{
+	char c;
+
+	UT_CHECK_EQ(sa_read((int)IP(arg), &c, 1), 1);
+	atomic_store(&io_read_done, 1);
+	return NULL;
+}
+
+static void *io_hog(void *arg)
+{
+	uint64_t until = h_mono() + 8 * NSEC_PER_SEC_, n = 0;
+
+	(void)arg;
+	while (!atomic_load_explicit(&io_read_done, memory_order_relaxed))
+		if ((++n & 0xfffff) == 0 && h_mono() > until)
+			break;
+	return UP(atomic_load(&io_read_done));
+}
+
+static void *write_later(void *arg)
+{
+	h_os_sleep_ns(50 * NSEC_PER_MSEC);
+	cr_assert_eq(write((int)IP(arg), "x", 1), 1);
+	return NULL;
+}
+
+Test(io, completion_preempts_a_compute_bound_uthread, .timeout = 60)
+{
+	int p[2];
+	sa_uthread_t r, h;
+	pthread_t w;
+	void *rv = NULL;
+
+	if (io_threads_forced())
+		cr_skip_test("the thread pool readies a uthread itself; it runs at the next quantum");
+	setenv("SA_QUANTUM_US", "10000000", 1);
+	unsetenv("SA_BLOCKED_US"); /* the watchdog on, at its default bound */
+	io_start("1");
+	if (h_stats().quantum_ns == 0)
+		cr_skip_test("this machine cannot preempt (no XSAVE)");
+	h_pipe(p);
+	r = h_spawn(io_reader, UP(p[0]));
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC)); /* the reader parks in its read */
+	h = h_spawn(io_hog, NULL);
+	w = h_pthread(write_later, UP(p[1]));
+	cr_assert_eq(sa_join(h, &rv), 0);
+	h_join(r);
+	h_pthread_join(w);
+	assert_no_ut_failures();
+	cr_assert_eq(IP(rv), 1u, "the compute loop ran 8 s without the reader running");
+	close2(p);
+}
+
 Test(io, read_nonblocking_empty_eagain, .timeout = 10)
 {
 	int p[2];

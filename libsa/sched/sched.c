@@ -1076,7 +1076,7 @@ static bool work_waiting(struct vp *vp, struct uthread *cur)
  * through its critical-section copy if it is inside one, else through
  * sa_preempt_stub when the handler returns.
  */
-void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
+void sched_upcall_preempted(struct vp *vp, ucontext_t *uc, bool io)
 {
 	struct uthread *cur = vp->cur;
 	greg_t *g = uc->uc_mcontext.gregs;
@@ -1091,7 +1091,11 @@ void sched_upcall_preempted(struct vp *vp, ucontext_t *uc)
 	 * has not lasted a whole quantum yet - unless @cur has just ended a
 	 * recovered critical section (vp->resched, critsec/exit.S), or a
 	 * test asked for every tick to count (upcall_tick_force). */
-	if (!timer_due(vp) && !upcall_tick_force) {
+	if (io) {
+		/* From the watchdog: completions wait and no pass came. */
+		if (!io_pass_wanted(vp))
+			return;
+	} else if (!timer_due(vp) && !upcall_tick_force) {
 		if (vp->resched != cur && vp->slices != vp->tick_slices) {
 			vp->tick_slices = vp->slices;
 			return;

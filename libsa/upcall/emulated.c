@@ -27,11 +27,12 @@
 #include <sys/prctl.h>
 
 #include "upcall/upcall.h"
+#include "io/io.h"
 
 #define SIG_TICK SIGURG
 
 static struct sigaction old_tick;
-static int tick_cookie, unblock_cookie;
+static int tick_cookie, unblock_cookie, io_cookie;
 #define BLOCKED_US_DEFAULT 1000
 
 static uint64_t blocked_ns;
@@ -45,7 +46,8 @@ static void tick_handler(int sig, siginfo_t *si, void *ucv)
 	struct vp *vp;
 
 	if (!((si->si_code == SI_TIMER && si->si_value.sival_ptr == &tick_cookie) ||
-	      (si->si_code == SI_QUEUE && si->si_value.sival_ptr == &unblock_cookie))) {
+	      (si->si_code == SI_QUEUE && (si->si_value.sival_ptr == &unblock_cookie ||
+					   si->si_value.sival_ptr == &io_cookie)))) {
 		/* Not ours: whoever handled SIGURG before us. */
 		if (old_tick.sa_flags & SA_SIGINFO) {
 			if (old_tick.sa_sigaction)
@@ -63,7 +65,7 @@ static void tick_handler(int sig, siginfo_t *si, void *ucv)
 		act_unblock_redirect(a, ucv);
 	else if ((vp = atomic_load_explicit(&a->vp, memory_order_relaxed)) != NULL &&
 		 !atomic_load(&a->handshake))
-		sched_upcall_preempted(vp, ucv);
+		sched_upcall_preempted(vp, ucv, si->si_value.sival_ptr == &io_cookie);
 	errno = saved_errno;
 }
 
@@ -305,6 +307,8 @@ static struct act *wd_spare(void)
 	return s;
 }
 
+static void wd_io(struct vp *vp, struct act *a);
+
 /* wd_vp - look at @vp; take it from its activation if that is stuck.
  * Returns true if the VP is busy (not parked). */
 static bool wd_vp(struct vp *vp, uint64_t now)
@@ -327,6 +331,8 @@ static bool wd_vp(struct vp *vp, uint64_t now)
 		a->seen_since = now;
 		return true;
 	}
+	if (upcall_quantum_ns && !upcall_tick_force)
+		wd_io(vp, a);
 	if (now - a->seen_since < blocked_ns)
 		return true;
 	a->seen_since = now; /* look again a bound from now at the earliest */
@@ -347,23 +353,49 @@ static bool wd_vp(struct vp *vp, uint64_t now)
 	return true;
 }
 
-/* wd_blocked - @a was taken over; once it is back in user space, tell it. */
-static void wd_blocked(struct act *a, uint64_t now)
+/* act_signal - send @a's thread our SIGURG with @cookie. */
+static void act_signal(struct act *a, int *cookie)
 {
-	uintptr_t pc;
 	siginfo_t si;
 
-	if (act_kstate(a, &pc) != 1)
-		return;
-	if (!__atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED))
-		__atomic_store_n(&a->unblock_seen, now, __ATOMIC_RELAXED);
 	memset(&si, 0, sizeof(si));
 	si.si_signo = SIG_TICK;
 	si.si_code = SI_QUEUE;
 	si.si_pid = getpid();
 	si.si_uid = getuid();
-	si.si_value.sival_ptr = &unblock_cookie;
+	si.si_value.sival_ptr = cookie;
 	sa_syscall6(SYS_rt_tgsigqueueinfo, getpid(), a->tid, SIG_TICK, (long)&si, 0, 0);
+}
+
+/* wd_blocked - @a was taken over; once it is back in user space, tell it. */
+static void wd_blocked(struct act *a, uint64_t now)
+{
+	uintptr_t pc;
+
+	if (act_kstate(a, &pc) != 1)
+		return;
+	if (!__atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED))
+		__atomic_store_n(&a->unblock_seen, now, __ATOMIC_RELAXED);
+	act_signal(a, &unblock_cookie);
+}
+
+/*
+ * wd_io - @vp runs a uthread and has made no switch since the last round
+ * while I/O completions wait in its ring: nobody harvests them before the
+ * next scheduler pass, which a compute-bound uthread reaches only at its
+ * quantum's end (and the CPU-time tick has the kernel tick's resolution,
+ * 4 ms at HZ=250).  A SIGURG, sent only while the thread is on a CPU,
+ * makes the preemption path yield it (sched_upcall_preempted with @io):
+ * completions wait at most about half a bound, not a quantum.
+ */
+static void wd_io(struct vp *vp, struct act *a)
+{
+	uintptr_t pc;
+
+	if (!__atomic_load_n(&vp->io_inflight, __ATOMIC_RELAXED) || !io_pass_wanted(vp) ||
+	    READ_ONCE(vp->np) || act_kstate(a, &pc) != 1)
+		return;
+	act_signal(a, &io_cookie);
 }
 
 /* any_vp_unparked - is some VP out of its park (and so maybe busy)? */

@@ -22,7 +22,8 @@
  *                  queue and the activation becomes a spare.
  *   preempted      sched_upcall_preempted()      the uthread running on a
  *                  VP has had its quantum (emulated: a CPU-time timer
- *                  signal; kernel: the activation lost its processor).
+ *                  signal; kernel: the activation lost its processor), or
+ *                  (io) I/O completions wait for a scheduler pass.
  */
 
 /* A backend: how one kind of kernel support delivers the events. */
@@ -88,7 +89,7 @@ void upcall_stats(struct sa_stats *st);
 
 /* Scheduler side (sched/sched.c and critsec/critsec.c). */
 void sched_upcall_add_processor(struct vp *vp);
-void sched_upcall_preempted(struct vp *vp, ucontext_t *uc);
+void sched_upcall_preempted(struct vp *vp, ucontext_t *uc, bool io);
 bool sched_redirect_to_stub(struct uthread *ut, ucontext_t *uc);
 int upcall_run(void);
 
