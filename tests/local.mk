@@ -115,10 +115,11 @@ pt_progs = \
 	tests/preload/pt_stdio \
 	tests/preload/pt_cxx \
 	tests/preload/pt_dlopen \
-	tests/preload/pt_foreign
+	tests/preload/pt_foreign \
+	tests/preload/pt_ctor
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
-check_LTLIBRARIES += tests/preload/pt_module.la
+check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
 
 PT_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests/preload
 tests_preload_pt_sync_SOURCES = tests/preload/pt_sync.c tests/preload/pt.h
@@ -137,6 +138,12 @@ tests_preload_pt_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
 tests_preload_pt_module_la_SOURCES = tests/preload/pt_module.c tests/preload/pt.h
 tests_preload_pt_module_la_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_module_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_preload_pt_early_la_SOURCES = tests/preload/pt_early.c tests/preload/pt.h
+tests_preload_pt_early_la_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_early_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_preload_pt_ctor_SOURCES = tests/preload/pt_ctor.c tests/preload/pt.h
+tests_preload_pt_ctor_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_ctor_LDADD = -ldl
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

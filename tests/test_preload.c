@@ -25,6 +25,7 @@
 #define PRELOAD_LIB TOP_BUILDDIR "/.libs/libsa-preload.so"
 #define PROG(name) TOP_BUILDDIR "/tests/preload/" name
 #define MODULE TOP_BUILDDIR "/tests/preload/.libs/pt_module.so"
+#define EARLY_LIB TOP_BUILDDIR "/tests/preload/.libs/pt_early.so"
 
 struct run {
 	int status;        /* exit status, or 128 + signal */
@@ -94,6 +95,25 @@ Test(preload, dlopen_module_threads_1vp) { expect_program("1", PROG("pt_dlopen")
 Test(preload, dlopen_module_threads_2vps) { expect_program("2", PROG("pt_dlopen"), MODULE, 101); }
 Test(preload, foreign_threads_share_objects_1vp) { expect_program("1", PROG("pt_foreign"), NULL, 4); }
 Test(preload, foreign_threads_share_objects_2vps) { expect_program("2", PROG("pt_foreign"), NULL, 4); }
+
+/*
+ * A library's constructor runs before the shim's and takes statically
+ * initialised locks (sysbench's libgnutls does): the shim must start
+ * there, not crash on C library functions it has not looked up yet.
+ */
+static void expect_early_library(const char *vps)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", (char *)vps,
+			 "LD_PRELOAD=" PRELOAD_LIB " " EARLY_LIB, PROG("pt_ctor"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_ctor exited %d:\n%s", r.status, r.out);
+	cr_assert_geq(spawned(&r), 8, "%s", r.out);
+}
+
+Test(preload, library_constructor_before_the_shims_1vp) { expect_early_library("SA_VPS=1"); }
+Test(preload, library_constructor_before_the_shims_2vps) { expect_early_library("SA_VPS=2"); }
 
 /* ---- sa-run's command line ---- */
 

@@ -67,6 +67,7 @@ static int obj_lazy_init(void *obj, _Atomic uint32_t *w, uint32_t magic,
 {
 	unsigned spins = 0;
 
+	preload_start(); /* a library's constructor may come first */
 	for (;;) {
 		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
 
@@ -547,6 +548,7 @@ SA_EXPORT int pthread_once(pthread_once_t *o, void (*fn)(void))
 {
 	if (!o || !fn)
 		return EINVAL;
+	preload_start();
 	for (;;) {
 		int s = atomic_load_explicit((_Atomic int *)o, memory_order_acquire);
 		struct once_bucket *b;
