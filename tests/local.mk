@@ -149,6 +149,27 @@ tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'
 tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preload_LDADD = $(CRITERION_LIBS)
+
+# The real-program corpus: each program runs under NPTL and under the
+# shim, and test_corpus compares the two.  The two built here link
+# against glibc (and libstdc++) only; sysbench, python3 and memcached come
+# from Debian (tools/install-deps); a missing one makes its tests skip.
+corpus_progs = \
+	tests/corpus/c_threads10k \
+	tests/corpus/cxx_workload
+check_PROGRAMS += $(corpus_progs) tests/test_corpus
+TESTS += tests/test_corpus
+tests_corpus_c_threads10k_SOURCES = tests/corpus/c_threads10k.c
+tests_corpus_c_threads10k_CFLAGS = $(AM_CFLAGS) -pthread
+tests_corpus_cxx_workload_SOURCES = tests/corpus/cxx_workload.cc
+tests_corpus_cxx_workload_CXXFLAGS = -std=c++17 -O2 -pthread -Wall -Wextra
+EXTRA_DIST += tests/corpus/py_threading.py
+
+tests_test_corpus_SOURCES = tests/test_corpus.c
+tests_test_corpus_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"' \
+	-DTOP_SRCDIR='"$(abs_top_srcdir)"'
+tests_test_corpus_CFLAGS = $(TESTS_CFLAGS) -pthread
+tests_test_corpus_LDADD = $(CRITERION_LIBS) -lpthread
 endif
 
 endif
