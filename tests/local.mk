@@ -116,7 +116,8 @@ pt_progs = \
 	tests/preload/pt_cxx \
 	tests/preload/pt_dlopen \
 	tests/preload/pt_foreign \
-	tests/preload/pt_ctor
+	tests/preload/pt_ctor \
+	tests/preload/pt_io
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -144,6 +145,8 @@ tests_preload_pt_early_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhe
 tests_preload_pt_ctor_SOURCES = tests/preload/pt_ctor.c tests/preload/pt.h
 tests_preload_pt_ctor_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_ctor_LDADD = -ldl
+tests_preload_pt_io_SOURCES = tests/preload/pt_io.c tests/preload/pt.h
+tests_preload_pt_io_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

@@ -115,6 +115,37 @@ static void expect_early_library(const char *vps)
 Test(preload, library_constructor_before_the_shims_1vp) { expect_early_library("SA_VPS=1"); }
 Test(preload, library_constructor_before_the_shims_2vps) { expect_early_library("SA_VPS=2"); }
 
+/*
+ * Blocking I/O calls park the uthread: on one VP with the hand-off of
+ * blocked kernel threads off, a thread waiting in read(), accept(),
+ * poll(), select(), epoll_wait(), ... would otherwise stop the thread
+ * that is to wake it.  The same program must pass under NPTL.
+ */
+Test(preload, blocking_io_parks_the_uthread_1vp_no_handoff)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
+			 "LD_PRELOAD=" PRELOAD_LIB, PROG("pt_io"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_io exited %d:\n%s", r.status, r.out);
+	cr_assert_geq(spawned(&r), 10, "%s", r.out);
+}
+
+Test(preload, blocking_io_parks_the_uthread_2vps)
+{
+	expect_program("2", PROG("pt_io"), NULL, 10);
+}
+
+Test(preload, blocking_io_same_under_nptl)
+{
+	char *argv[] = { PROG("pt_io"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_io under NPTL exited %d:\n%s", r.status, r.out);
+}
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

@@ -19,7 +19,8 @@ libsa_preload_la_SOURCES = \
 	libsa/preload/shim.h \
 	libsa/preload/real.h \
 	libsa/preload/preload.c \
-	libsa/preload/sync.c
+	libsa/preload/sync.c \
+	libsa/preload/io.c
 libsa_preload_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden -fexceptions \
 	-Wno-nonnull-compare
 libsa_preload_la_LIBADD = libsa/preload/libsa-core-preload.la $(LIBURING_LIBS) -lpthread -ldl

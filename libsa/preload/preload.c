@@ -60,16 +60,14 @@
  *
  * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
  * realtime clocks, usleep, sleep) and sched_yield park or requeue the
- * uthread instead of its VP.  Other blocking calls still block the
- * carrier.  They are routed later to libsa's io_uring layer (sa_read and
- * friends, which return -errno): read, write, pread, pwrite, readv, writev,
- * accept, accept4, connect, recv, recvfrom, recvmsg, send, sendto, sendmsg,
- * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, open, openat,
- * close, fsync, fdatasync; each is a wrapper here of the same shape as
- * nanosleep(): a uthread goes to sa_*, anything else to the real function,
- * and the -errno becomes -1 with errno.  glibc's internal calls (stdio's
- * write, for one) do not come through the PLT; the activations layer's
- * blocked upcall covers them.
+ * uthread instead of its VP.  The blocking I/O calls (read, write,
+ * pread, pwrite, readv, writev, accept, accept4, connect, recv, recvfrom,
+ * recvmsg, send, sendto, sendmsg, poll, ppoll, select, epoll_wait,
+ * epoll_pwait) go to libsa's io_uring layer from a uthread (preload/io.c
+ * says how each maps and how EINTR is kept); anything else calls the C
+ * library.  glibc's internal calls (stdio's write, for one) do not come
+ * through the PLT, and neither do open, close or fsync, which the shim
+ * leaves alone; the activations layer's blocked upcall covers them.
  *
  * Not yet: pthread_cancel and cancellation points, C cleanup handlers and
  * forced unwinding at pthread_exit(), pthread_kill to a uthread, per-
@@ -82,6 +80,8 @@
 #include "preload/shim.h"
 
 #include <dlfcn.h>
+
+#include "io/io.h"
 
 struct preload_real preload_real;
 
@@ -132,6 +132,12 @@ static void real_init(void)
 	real_more.usleep = preload_real_sym("usleep");
 	real_more.sleep = preload_real_sym("sleep");
 	real_more.sem_init = preload_real_sym("sem_init");
+#define REAL(name) preload_real.name = preload_real_sym(#name)
+	REAL(read); REAL(write); REAL(pread); REAL(pwrite); REAL(readv); REAL(writev);
+	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
+	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
+	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(sigaction);
+#undef REAL
 	preload_sync_init_real();
 }
 
@@ -161,6 +167,7 @@ void __preload_start(void)
 			default_stack = sz;
 		pthread_attr_destroy(&a);
 	}
+	io_set_interruptible(true); /* routed calls keep EINTR (preload/io.c) */
 	r = tls_enable();
 	if (r) {
 		fprintf(stderr, "libsa-preload: cannot start: %s\n", strerror(-r));
