@@ -117,7 +117,8 @@ pt_progs = \
 	tests/preload/pt_dlopen \
 	tests/preload/pt_foreign \
 	tests/preload/pt_ctor \
-	tests/preload/pt_io
+	tests/preload/pt_io \
+	tests/preload/pt_flockfile
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -147,6 +148,8 @@ tests_preload_pt_ctor_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_ctor_LDADD = -ldl
 tests_preload_pt_io_SOURCES = tests/preload/pt_io.c tests/preload/pt.h
 tests_preload_pt_io_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_flockfile_SOURCES = tests/preload/pt_flockfile.c tests/preload/pt.h
+tests_preload_pt_flockfile_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

@@ -32,6 +32,9 @@ static struct {
 	int (*sem_getvalue)(sem_t *, int *);
 } real_sem;
 
+static int (*real_ftrylockfile)(FILE *);
+static void (*real_flockfile)(FILE *);
+
 void preload_sync_init_real(void)
 {
 	real_sem.sem_destroy = preload_real_sym("sem_destroy");
@@ -41,6 +44,8 @@ void preload_sync_init_real(void)
 	real_sem.sem_clockwait = preload_real_sym("sem_clockwait");
 	real_sem.sem_post = preload_real_sym("sem_post");
 	real_sem.sem_getvalue = preload_real_sym("sem_getvalue");
+	real_flockfile = preload_real_sym("flockfile");
+	real_ftrylockfile = preload_real_sym("ftrylockfile");
 }
 
 static void pause_briefly(unsigned *spins)
@@ -678,4 +683,26 @@ SA_EXPORT int sem_getvalue(sem_t *s, int *value)
 	if (!r)
 		*value = (int)v;
 	return sem_ret(r);
+}
+
+/* ------------------------------------------------------------------------
+ * stdio stream locks.  flockfile() is glibc's recursive lock, whose waiter
+ * blocks its kernel thread in a futex: a uthread that yields or parks
+ * while it holds a stream would stop, on every VP, each uthread that then
+ * wants the stream.  A uthread takes it with ftrylockfile() and yields
+ * while it is held; glibc still records the owner, so funlockfile() and
+ * the locking inside every stdio call stay glibc's.
+ */
+
+SA_EXPORT void flockfile(FILE *f)
+{
+	unsigned spins = 0;
+
+	preload_start();
+	if (!vp_self()) {
+		real_flockfile(f);
+		return;
+	}
+	while (real_ftrylockfile(f) != 0)
+		pause_briefly(&spins);
 }
