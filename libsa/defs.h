@@ -785,6 +785,7 @@ void tls_thread_exit(void);
 void tls_record_act(struct act *a);
 void tls_set_fs(void *tp);
 sa_uthread_t tls_handle_of(const void *tp);
+long tls_tcb_find(const void *tp, const void *value);
 void __tls_switch(struct vp *vp, struct uthread *next);
 
 /*

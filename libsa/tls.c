@@ -276,6 +276,24 @@ sa_uthread_t tls_handle_of(const void *tp)
 	return *(const sa_uthread_t *)((const char *)tp + tls_handle_off);
 }
 
+/**
+ * tls_tcb_find - the offset in thread descriptor @tp of the first word
+ * that holds @value, or -1.  For fields of glibc's descriptor that no
+ * symbol describes: the caller makes glibc store a value it knows there.
+ */
+long tls_tcb_find(const void *tp, const void *value)
+{
+	for (uint32_t off = sizeof(struct tcbhead); off + sizeof(void *) <= glibc.tcb_size;
+	     off += sizeof(void *)) {
+		const void *w;
+
+		memcpy(&w, (const char *)tp + off, sizeof(w));
+		if (w == value)
+			return (long)off;
+	}
+	return -1;
+}
+
 /** tls_record_act - remember the calling kernel thread's own block as
  * activation @a's (it becomes vp->kfs of each VP @a carries). */
 void tls_record_act(struct act *a)

@@ -118,6 +118,9 @@ pt_progs = \
 	tests/preload/pt_foreign \
 	tests/preload/pt_ctor \
 	tests/preload/pt_io \
+	tests/preload/pt_cancel \
+	tests/preload/pt_cancel_exc \
+	tests/preload/pt_cancel_cxx \
 	tests/preload/pt_flockfile
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
@@ -148,6 +151,14 @@ tests_preload_pt_ctor_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_ctor_LDADD = -ldl
 tests_preload_pt_io_SOURCES = tests/preload/pt_io.c tests/preload/pt.h
 tests_preload_pt_io_CFLAGS = $(PT_CFLAGS)
+# Plain C registers cleanup buffers with __pthread_register_cancel; with
+# -fexceptions the handlers are cleanup attributes run by unwinding.
+tests_preload_pt_cancel_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
+tests_preload_pt_cancel_CFLAGS = $(PT_CFLAGS) -fno-exceptions
+tests_preload_pt_cancel_exc_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
+tests_preload_pt_cancel_exc_CFLAGS = $(PT_CFLAGS) -fexceptions
+tests_preload_pt_cancel_cxx_SOURCES = tests/preload/pt_cancel_cxx.cc
+tests_preload_pt_cancel_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
 tests_preload_pt_flockfile_SOURCES = tests/preload/pt_flockfile.c tests/preload/pt.h
 tests_preload_pt_flockfile_CFLAGS = $(PT_CFLAGS)
 

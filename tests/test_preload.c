@@ -135,15 +135,31 @@ Test(preload, library_constructor_before_the_shims_2vps) { expect_early_library(
  * poll(), select(), epoll_wait(), ... would otherwise stop the thread
  * that is to wake it.  The same program must pass under NPTL.
  */
-Test(preload, blocking_io_parks_the_uthread_1vp_no_handoff)
+/* expect_1vp_no_handoff - @prog passes on one VP with the hand-off off. */
+static void expect_1vp_no_handoff(const char *prog, long min_threads)
 {
 	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
-			 "LD_PRELOAD=" PRELOAD_LIB, PROG("pt_io"), NULL };
+			 "LD_PRELOAD=" PRELOAD_LIB, (char *)prog, NULL };
 	struct run r;
 
 	run_cmd(&r, argv);
-	cr_assert_eq(r.status, 0, "pt_io exited %d:\n%s", r.status, r.out);
-	cr_assert_geq(spawned(&r), 10, "%s", r.out);
+	cr_assert_eq(r.status, 0, "%s exited %d:\n%s", prog, r.status, r.out);
+	cr_assert_geq(spawned(&r), min_threads, "%s", r.out);
+}
+
+/* expect_nptl - @prog passes without the shim, too. */
+static void expect_nptl(const char *prog)
+{
+	char *argv[] = { (char *)prog, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s under NPTL exited %d:\n%s", prog, r.status, r.out);
+}
+
+Test(preload, blocking_io_parks_the_uthread_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_io"), 10);
 }
 
 Test(preload, blocking_io_parks_the_uthread_2vps)
@@ -151,14 +167,29 @@ Test(preload, blocking_io_parks_the_uthread_2vps)
 	expect_program("2", PROG("pt_io"), NULL, 10);
 }
 
-Test(preload, blocking_io_same_under_nptl)
-{
-	char *argv[] = { PROG("pt_io"), NULL };
-	struct run r;
+Test(preload, blocking_io_same_under_nptl) { expect_nptl(PROG("pt_io")); }
 
-	run_cmd(&r, argv);
-	cr_assert_eq(r.status, 0, "pt_io under NPTL exited %d:\n%s", r.status, r.out);
+/*
+ * pthread_exit() and pthread_cancel() run cleanup handlers: plain C
+ * (__pthread_register_cancel), C with -fexceptions (unwinding), the old
+ * _pthread_cleanup_push, and C++ destructors; a thread waiting in read()
+ * is cancelled at once.
+ */
+Test(preload, cancel_c_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_cancel"), 70); }
+Test(preload, cancel_c_2vps) { expect_program("2", PROG("pt_cancel"), NULL, 70); }
+Test(preload, cancel_c_same_under_nptl) { expect_nptl(PROG("pt_cancel")); }
+Test(preload, cancel_c_fexceptions_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_cancel_exc"), 70);
 }
+Test(preload, cancel_c_fexceptions_2vps) { expect_program("2", PROG("pt_cancel_exc"), NULL, 70); }
+Test(preload, cancel_c_fexceptions_same_under_nptl) { expect_nptl(PROG("pt_cancel_exc")); }
+Test(preload, cancel_cxx_unwinds_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_cancel_cxx"), 2);
+}
+Test(preload, cancel_cxx_unwinds_2vps) { expect_program("2", PROG("pt_cancel_cxx"), NULL, 2); }
+Test(preload, cancel_cxx_unwinds_same_under_nptl) { expect_nptl(PROG("pt_cancel_cxx")); }
 
 /* ---- sa-run's command line ---- */
 

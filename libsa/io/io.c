@@ -216,7 +216,7 @@ static struct {
 	struct io_req *head, *tail;  /* jobs no worker took yet */
 	uint32_t nworkers;
 	_Atomic uint64_t intr_epoch; /* io_interrupt() calls */
-	bool eintr;                  /* io_set_interruptible(): -EINTR allowed */
+	bool (*intr_hook)(void);     /* io_set_intr_hook(): end with -EINTR? */
 } io;
 
 static struct io_vp io_vp_none = { .ok = false };
@@ -576,13 +576,22 @@ bool __io_pass_wanted(struct vp *vp)
 }
 
 /**
- * io_set_interruptible - let io_interrupt() end waits with -EINTR (the
- * LD_PRELOAD shim, whose callers expect what the system calls do).
- * Without it an interrupted op is made again, and no call returns -EINTR.
+ * io_set_intr_hook - let io_interrupt() end waits with -EINTR: an op that
+ * an interruption cancelled asks @hook, on its own uthread, whether to
+ * return -EINTR (true) or to be made again (false).  The LD_PRELOAD shim
+ * answers true after a signal handler without SA_RESTART ran, or when the
+ * uthread is to act on a cancellation.  Without a hook no call returns
+ * -EINTR.
  */
-void io_set_interruptible(bool on)
+void io_set_intr_hook(bool (*hook)(void))
 {
-	io.eintr = on;
+	io.intr_hook = hook;
+}
+
+/* io_intr_return - an interruption ended the caller's op: -EINTR or again? */
+static bool io_intr_return(void)
+{
+	return io.intr_hook && io.intr_hook();
 }
 
 /**
@@ -676,7 +685,7 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 		/* Its deadline's timeout, or an interruption. */
 		if (r->deadline && now_ns() >= r->deadline)
 			return -ETIMEDOUT;
-		if (io.eintr)
+		if (io_intr_return())
 			return -EINTR;
 		return io_call(r);
 	}
@@ -1193,7 +1202,7 @@ again:
 		if (reqs[i].res != -ECANCELED)
 			interrupted = false;
 	if (interrupted) {
-		if (io.eintr) {
+		if (io_intr_return()) {
 			if (reqs != stack_reqs)
 				sa_mem_free(reqs, reqs_size);
 			return -EINTR;

@@ -83,7 +83,52 @@ static __always_inline ssize_t io_ret(ssize_t r)
  * Reads and writes
  */
 
-#define WAIT_CALL(call) return io_ret(call)
+/* Signal handlers without SA_RESTART that ran (intr_wrapper()). */
+static _Atomic uint64_t sig_epoch;
+/* sig_epoch when the calling uthread's current wait began. */
+static __thread uint64_t wait_epoch __attribute__((tls_model("initial-exec")));
+
+/*
+ * intr_hook - asked by the I/O layer, on the uthread whose wait an
+ * interruption cancelled: end it with EINTR (a signal handler ran since
+ * the wait began, or a cancellation is to be acted on), or wait again?
+ */
+static bool intr_hook(void)
+{
+	return atomic_load(&sig_epoch) != wait_epoch || preload_cancel_wanted();
+}
+
+/**
+ * preload_io_init - have the I/O layer ask intr_hook() about interrupted
+ * waits.  At start-up.
+ */
+void preload_io_init(void)
+{
+	io_set_intr_hook(intr_hook);
+}
+
+/* wait_begin - a routed wait (a cancellation point) begins. */
+static __always_inline void wait_begin(void)
+{
+	preload_testcancel();
+	wait_epoch = atomic_load_explicit(&sig_epoch, memory_order_acquire);
+}
+
+/* wait_end - it ended with @r: act on a cancellation that interrupted it. */
+static __always_inline ssize_t wait_end(ssize_t r)
+{
+	if (unlikely(r == -EINTR))
+		preload_testcancel();
+	return io_ret(r);
+}
+
+#define WAIT_CALL(call)                         \
+	do {                                    \
+		ssize_t r_;                     \
+		wait_begin();                   \
+		r_ = (call);                    \
+		return wait_end(r_);            \
+	} while (0)
 
 SA_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
@@ -183,10 +228,11 @@ SA_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockad
 		WAIT_CALL(sa_recv(fd, buf, n, flags));
 	msg.msg_name = addr;
 	msg.msg_namelen = *len;
+	wait_begin();
 	r = sa_recvmsg(fd, &msg, flags);
 	if (r >= 0)
 		*len = msg.msg_namelen;
-	return io_ret(r);
+	return wait_end(r);
 }
 
 SA_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
@@ -293,7 +339,10 @@ SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 		ms = t > INT32_MAX ? INT32_MAX : (int)t;
 	}
 	start = now_ns();
+	wait_begin();
 	r = sa_poll(fds, (nfds_t)n, ms);
+	if (r == -EINTR)
+		preload_testcancel();
 	for (int i = 0; r > 0 && i < n; i++) {
 		if (fds[i].revents & POLLNVAL)
 			r = -EBADF;
@@ -343,6 +392,7 @@ static int epoll_park(int epfd, struct epoll_event *ev, int max, int timeout_ms)
 		       now_ns() + (uint64_t)timeout_ms * 1000000ull;
 	int r;
 
+	wait_begin();
 	for (;;) {
 		struct pollfd p = { .fd = epfd, .events = POLLIN };
 		int ms = -1;
@@ -358,11 +408,8 @@ static int epoll_park(int epfd, struct epoll_event *ev, int max, int timeout_ms)
 			ms = (int)((end - now + 999999) / 1000000);
 		}
 		r = sa_poll(&p, 1, ms);
-		if (r < 0) {
-			errno = -r;
-			r = -1;
-			break;
-		}
+		if (r < 0)
+			return (int)wait_end(r);
 	}
 	return r;
 }
@@ -460,6 +507,7 @@ static void intr_wrapper(int sig, siginfo_t *si, void *uc)
 			((void (*)(int))fn)(sig);
 		saved = errno;
 	}
+	atomic_fetch_add_explicit(&sig_epoch, 1, memory_order_release);
 	io_interrupt();
 	errno = saved;
 }

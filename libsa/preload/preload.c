@@ -69,8 +69,9 @@
  * through the PLT, and neither do open, close or fsync, which the shim
  * leaves alone; the activations layer's blocked upcall covers them.
  *
- * Not yet: pthread_cancel and cancellation points, C cleanup handlers and
- * forced unwinding at pthread_exit(), pthread_kill to a uthread, per-
+ * pthread_exit() and cancellation: cancel.c.
+ *
+ * Not yet: pthread_kill to a uthread, per-
  * uthread signal masks, pthread_setaffinity_np and scheduling parameters
  * on uthreads, robust mutexes' EOWNERDEAD, fork() in a threaded program.
  * libsa-preload(7) lists them for users.
@@ -167,12 +168,13 @@ void __preload_start(void)
 			default_stack = sz;
 		pthread_attr_destroy(&a);
 	}
-	io_set_interruptible(true); /* routed calls keep EINTR (preload/io.c) */
+	preload_io_init(); /* routed calls keep EINTR (preload/io.c) */
 	r = tls_enable();
 	if (r) {
 		fprintf(stderr, "libsa-preload: cannot start: %s\n", strerror(-r));
 		_exit(127);
 	}
+	preload_cancel_init();
 	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
 }
 
@@ -248,7 +250,7 @@ SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 	r = attr_to_sa(pa, &a);
 	if (r)
 		return r;
-	r = ut_spawn(&h, &a, fn, arg, &tp);
+	r = preload_spawn(&h, &a, fn, arg, &tp);
 	if (r)
 		return r == -EINVAL ? EINVAL : EAGAIN;
 	*thread = (pthread_t)tp;
@@ -266,6 +268,7 @@ SA_EXPORT int pthread_join(pthread_t t, void **retval)
 	sa_uthread_t h;
 
 	preload_start();
+	preload_testcancel();
 	h = handle_of(t);
 	if (!h)
 		return t ? preload_real.pthread_join(t, retval) : ESRCH;
@@ -281,14 +284,6 @@ SA_EXPORT int pthread_detach(pthread_t t)
 	if (!h)
 		return t ? preload_real.pthread_detach(t) : ESRCH;
 	return -sa_detach(h);
-}
-
-SA_EXPORT void pthread_exit(void *retval)
-{
-	preload_start();
-	if (vp_self())
-		sa_exit(retval);
-	preload_real.pthread_exit(retval);
 }
 
 SA_EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
@@ -374,6 +369,7 @@ SA_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 	preload_start();
 	if (!vp_self() || !req)
 		return real_more.nanosleep(req, rem);
+	preload_testcancel();
 	if (timespec_ns(req, &ns)) {
 		errno = EINVAL;
 		return -1;
@@ -389,6 +385,7 @@ SA_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *r
 	preload_start();
 	if (!vp_self() || !req || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
 		return preload_real.clock_nanosleep(clk, flags, req, rem);
+	preload_testcancel();
 	if (flags & TIMER_ABSTIME)
 		return -sa_sleep_until(clk, req);
 	if (timespec_ns(req, &ns))
@@ -401,6 +398,7 @@ SA_EXPORT int usleep(useconds_t us)
 	preload_start();
 	if (!vp_self())
 		return real_more.usleep(us);
+	preload_testcancel();
 	return sleep_ns((uint64_t)us * 1000);
 }
 
@@ -409,6 +407,7 @@ SA_EXPORT unsigned sleep(unsigned s)
 	preload_start();
 	if (!vp_self())
 		return real_more.sleep(s);
+	preload_testcancel();
 	sleep_ns((uint64_t)s * NSEC_PER_SEC);
 	return 0;
 }

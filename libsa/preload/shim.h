@@ -22,8 +22,32 @@ static __always_inline void preload_start(void)
 		__preload_start();
 }
 
+/* cancel.c: per-uthread cancellation state, in the shim's static TLS */
+struct preload_cancel {
+	_Atomic uint32_t pending;   /* pthread_cancel() asked */
+	uint32_t disabled;          /* PTHREAD_CANCEL_DISABLE */
+	uint32_t async;             /* PTHREAD_CANCEL_ASYNCHRONOUS */
+};
+extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_model("initial-exec")));
+void __preload_testcancel(void);
+bool preload_cancel_wanted(void);
+void preload_cancel_init(void);
+int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg, void **tp);
+
+/*
+ * preload_testcancel - at a cancellation point: act on a pending request.
+ * Fast path: one TLS load and a branch.
+ */
+static __always_inline void preload_testcancel(void)
+{
+	if (unlikely(atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed)))
+		__preload_testcancel();
+}
+
 /* sync.c */
 void preload_sync_init_real(void);
+/* io.c */
+void preload_io_init(void);
 /* preload.c */
 void *preload_real_sym(const char *name);
 int preload_real_sem_init(sem_t *s, int pshared, unsigned value);

@@ -258,7 +258,12 @@ SA_EXPORT int pthread_cond_wait(pthread_cond_t *pc, pthread_mutex_t *pm)
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_wait(c, m);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_wait(c, m);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -270,7 +275,12 @@ SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_timedwait(c, m, abs);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_timedwait(c, m, abs);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -282,7 +292,12 @@ SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_clockwait(c, m, clk, abs);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_clockwait(c, m, clk, abs);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_signal(pthread_cond_t *pc)
@@ -645,6 +660,7 @@ SA_EXPORT int sem_destroy(sem_t *s)
 
 SA_EXPORT int sem_wait(sem_t *s)
 {
+	preload_testcancel();
 	return sem_ours(s) ? sem_ret(sa_sem_wait((sa_sem_t *)s)) : real_sem.sem_wait(s);
 }
 
@@ -657,6 +673,7 @@ SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_timedwait(s, abs);
+	preload_testcancel();
 	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, CLOCK_REALTIME, abs));
 }
 
@@ -664,6 +681,7 @@ SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_clockwait(s, clk, abs);
+	preload_testcancel();
 	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, clk, abs));
 }
 
