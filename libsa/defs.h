@@ -305,6 +305,7 @@ int ut_stack_of(sa_uthread_t h, void **lo, size_t *size, size_t *guard);
 struct uthread *ut_alloc(void);
 void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
+int ut_join_ready(sa_uthread_t h);
 struct uthread *ut_ext_self(void);
 void ut_exit_current(void *retval) __attribute__((noreturn));
 void ut_release_dead(struct uthread *ut);

@@ -521,6 +521,31 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 	return 0;
 }
 
+/**
+ * ut_join_ready - may the caller join @h without waiting?
+ * Returns 1 (it ended), 0 (it still runs), -ESRCH (no such uthread),
+ * -EDEADLK (the caller itself), -EINVAL (detached, or another joins it).
+ */
+int ut_join_ready(sa_uthread_t h)
+{
+	struct uthread *me, *ut;
+	int r;
+
+	sa_enter();
+	me = ut_self();
+	ut = ut_lookup_lock(h);
+	if (!ut)
+		return -ESRCH;
+	if (ut == me)
+		r = -EDEADLK;
+	else if ((ut->flags & UTF_DETACHED) || ut->joiner)
+		r = -EINVAL;
+	else
+		r = READ_ONCE(ut->state) == UT_DONE;
+	spin_unlock(&ut->lock);
+	return r;
+}
+
 SA_EXPORT int sa_detach(sa_uthread_t h)
 {
 	struct uthread *ut;

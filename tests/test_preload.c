@@ -191,6 +191,15 @@ Test(preload, cancel_cxx_unwinds_1vp_no_handoff)
 Test(preload, cancel_cxx_unwinds_2vps) { expect_program("2", PROG("pt_cancel_cxx"), NULL, 2); }
 Test(preload, cancel_cxx_unwinds_same_under_nptl) { expect_nptl(PROG("pt_cancel_cxx")); }
 
+/* Joins with and without waiting, scheduling parameters and affinity,
+ * with their errors; the same under NPTL. */
+Test(preload, joins_sched_affinity_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_threadctl"), 5);
+}
+Test(preload, joins_sched_affinity_2vps) { expect_program("2", PROG("pt_threadctl"), NULL, 5); }
+Test(preload, joins_sched_affinity_same_under_nptl) { expect_nptl(PROG("pt_threadctl")); }
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

@@ -99,6 +99,7 @@ static struct preload_cancel *cancel_of(pthread_t t)
 struct start {
 	void *(*fn)(void *);
 	void *arg;
+	struct preload_sched sched; /* what pthread_create() gave it (thread.c) */
 };
 
 static void *start_trampoline(void *p)
@@ -106,6 +107,7 @@ static void *start_trampoline(void *p)
 	struct start s = *(struct start *)p;
 	__pthread_unwind_buf_t ub;
 
+	preload_sched_tls = ((struct start *)p)->sched;
 	free(p);
 	if (cleanup_off < 0)
 		return s.fn(s.arg);
@@ -129,7 +131,8 @@ static void *start_trampoline(void *p)
  * preload_spawn - ut_spawn() @fn(@arg) through the trampoline.
  * Returns 0 or a negative errno.
  */
-int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg, void **tp)
+int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
+		  const struct preload_sched *sched, void **tp)
 {
 	struct start *s = malloc(sizeof(*s));
 	int r;
@@ -138,6 +141,7 @@ int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
 		return -ENOMEM;
 	s->fn = fn;
 	s->arg = arg;
+	s->sched = *sched;
 	r = ut_spawn(h, a, start_trampoline, s, tp);
 	if (r)
 		free(s);

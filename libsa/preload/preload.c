@@ -175,6 +175,7 @@ void __preload_start(void)
 		_exit(127);
 	}
 	preload_cancel_init();
+	preload_thread_init();
 	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
 }
 
@@ -234,9 +235,47 @@ static int attr_to_sa(const pthread_attr_t *pa, sa_attr_t *a)
 	return 0;
 }
 
+/*
+ * attr_sched - the new thread's scheduling parameters and CPU set: the
+ * creator's, as a clone inherits them, unless @pa says otherwise
+ * (PTHREAD_EXPLICIT_SCHED, pthread_attr_setaffinity_np()).
+ */
+static int attr_sched(const pthread_attr_t *pa, struct preload_sched *s)
+{
+	int inherit = PTHREAD_INHERIT_SCHED;
+	cpu_set_t cpus;
+
+	*s = preload_sched_tls;
+	if (!pa)
+		return 0;
+	if (pthread_attr_getinheritsched(pa, &inherit) == 0 &&
+	    inherit == PTHREAD_EXPLICIT_SCHED) {
+		struct sched_param p;
+		int policy, r;
+
+		if (pthread_attr_getschedpolicy(pa, &policy) ||
+		    pthread_attr_getschedparam(pa, &p))
+			return EINVAL;
+		r = preload_sched_check(policy, p.sched_priority);
+		if (r)
+			return r;
+		s->policy = policy;
+		s->prio = p.sched_priority;
+	}
+	CPU_ZERO(&cpus);
+	if (pthread_attr_getaffinity_np(pa, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus)) {
+		if (preload_cpus_check(sizeof(cpus), &cpus))
+			return EINVAL;
+		s->cpus = cpus;
+		s->has_cpus = true;
+	}
+	return 0;
+}
+
 SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 			     void *(*fn)(void *), void *arg)
 {
+	struct preload_sched sched;
 	sa_uthread_t h;
 	sa_attr_t a;
 	void *tp = NULL;
@@ -248,9 +287,11 @@ SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 	if (unlikely(atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING))
 		runtime_start();
 	r = attr_to_sa(pa, &a);
+	if (!r)
+		r = attr_sched(pa, &sched);
 	if (r)
 		return r;
-	r = preload_spawn(&h, &a, fn, arg, &tp);
+	r = preload_spawn(&h, &a, fn, arg, &sched, &tp);
 	if (r)
 		return r == -EINVAL ? EINVAL : EAGAIN;
 	*thread = (pthread_t)tp;
@@ -305,6 +346,15 @@ SA_EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 		r = pthread_attr_setstack(attr, lo, size);
 	if (!r)
 		r = pthread_attr_setguardsize(attr, guard);
+	if (!r) {
+		struct sched_param p = { .sched_priority = preload_sched_of(t)->prio };
+		cpu_set_t cpus;
+
+		pthread_attr_setschedpolicy(attr, preload_sched_of(t)->policy);
+		pthread_attr_setschedparam(attr, &p);
+		if (preload_cpus_of(t, sizeof(cpus), &cpus) == 0)
+			pthread_attr_setaffinity_np(attr, sizeof(cpus), &cpus);
+	}
 	return r;
 }
 

@@ -32,7 +32,23 @@ extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_mode
 void __preload_testcancel(void);
 bool preload_cancel_wanted(void);
 void preload_cancel_init(void);
-int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg, void **tp);
+
+/* thread.c: per-uthread scheduling parameters and CPU set, as reported */
+struct preload_sched {
+	int policy;                 /* SCHED_OTHER (0) until set */
+	int prio;
+	bool has_cpus;              /* else: the process's CPU set */
+	cpu_set_t cpus;
+};
+extern __thread struct preload_sched preload_sched_tls __attribute__((tls_model("initial-exec")));
+void preload_thread_init(void);
+struct preload_sched *preload_sched_of(pthread_t t);
+int preload_sched_check(int policy, int prio);
+int preload_cpus_check(size_t size, const cpu_set_t *set);
+int preload_cpus_of(pthread_t t, size_t size, cpu_set_t *set);
+
+int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
+		  const struct preload_sched *sched, void **tp);
 
 /*
  * preload_testcancel - at a cancellation point: act on a pending request.
