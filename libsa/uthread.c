@@ -208,6 +208,23 @@ struct uthread *ut_ext_self(void)
 	return ut;
 }
 
+/**
+ * ut_fork_child - in a child of fork() made by uthread @ut: @ut goes on
+ * as the record of the child's only kernel thread, an external thread
+ * until the runtime starts again and adopts it (its keys stay).
+ */
+void ut_fork_child(struct uthread *ut)
+{
+	atomic_store(&ut->lock, 0);
+	ut->flags = (ut->flags & UTF_TLS) | UTF_EXTERNAL;
+	WRITE_ONCE(ut->state, UT_RUNNING);
+	atomic_store(&ut->vp, NULL);
+	ut->joiner = NULL;
+	pthread_once(&ext_once, ext_key_init);
+	pthread_setspecific(ext_key, ut);
+	tls_ext = ut;
+}
+
 /** ut_ext_adopt - the caller becomes a uthread: hand over its record. */
 struct uthread *ut_ext_adopt(void)
 {

@@ -200,6 +200,12 @@ Test(preload, joins_sched_affinity_1vp_no_handoff)
 Test(preload, joins_sched_affinity_2vps) { expect_program("2", PROG("pt_threadctl"), NULL, 5); }
 Test(preload, joins_sched_affinity_same_under_nptl) { expect_nptl(PROG("pt_threadctl")); }
 
+/* fork() from a thread while others run: atfork order, a child that
+ * makes threads again, exec; the same under NPTL. */
+Test(preload, fork_from_uthread_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_fork"), 5); }
+Test(preload, fork_from_uthread_2vps) { expect_program("2", PROG("pt_fork"), NULL, 5); }
+Test(preload, fork_from_uthread_same_under_nptl) { expect_nptl(PROG("pt_fork")); }
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

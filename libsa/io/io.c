@@ -220,6 +220,13 @@ static struct {
 } io;
 
 static struct io_vp io_vp_none = { .ok = false };
+
+/* io_fork_child - in a child of fork(): no pool worker exists there, and
+ * the rings belong to VPs that do not; io_init() starts afresh. */
+void io_fork_child(void)
+{
+	memset(&io, 0, sizeof(io));
+}
 static ssize_t io_call(struct io_req *r);
 static __thread uint64_t io_thread_deadline; /* threads that are not VPs */
 

@@ -71,6 +71,14 @@
  *
  * pthread_exit() and cancellation: cancel.c.
  *
+ * fork.  A child of fork() has one kernel thread, the caller's.  The
+ * shim's atfork child handler, registered first so that it runs before
+ * the program's child handlers, resets the runtime (rt_fork_child()): the
+ * caller goes on as a plain thread on its own stack and TLS block, and if
+ * it was a uthread, the runtime adopts it as its main uthread when the
+ * child starts threads again.  The C library's own fork does the rest:
+ * atfork handlers in POSIX order, its locks, the thread's tid.
+ *
  * Not yet: pthread_kill to a uthread, per-
  * uthread signal masks, pthread_setaffinity_np and scheduling parameters
  * on uthreads, robust mutexes' EOWNERDEAD, fork() in a threaded program.
@@ -176,6 +184,9 @@ void __preload_start(void)
 	}
 	preload_cancel_init();
 	preload_thread_init();
+	/* First among the child handlers of the program's atfork handlers
+	 * (registered later, run later): they may take mutexes already. */
+	pthread_atfork(NULL, NULL, rt_fork_child);
 	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
 }
 
