@@ -123,7 +123,8 @@ pt_progs = \
 	tests/preload/pt_cancel_cxx \
 	tests/preload/pt_flockfile \
 	tests/preload/pt_threadctl \
-	tests/preload/pt_fork
+	tests/preload/pt_fork \
+	tests/preload/pt_kill
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -167,6 +168,8 @@ tests_preload_pt_threadctl_SOURCES = tests/preload/pt_threadctl.c tests/preload/
 tests_preload_pt_threadctl_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_fork_SOURCES = tests/preload/pt_fork.c tests/preload/pt.h
 tests_preload_pt_fork_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
+tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

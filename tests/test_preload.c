@@ -206,6 +206,12 @@ Test(preload, fork_from_uthread_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt
 Test(preload, fork_from_uthread_2vps) { expect_program("2", PROG("pt_fork"), NULL, 5); }
 Test(preload, fork_from_uthread_same_under_nptl) { expect_nptl(PROG("pt_fork")); }
 
+/* pthread_kill() runs the handler on the target thread, interrupting or
+ * restarting its wait; a per-thread mask holds the signal back. */
+Test(preload, pthread_kill_and_masks_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_kill"), 4); }
+Test(preload, pthread_kill_and_masks_2vps) { expect_program("2", PROG("pt_kill"), NULL, 4); }
+Test(preload, pthread_kill_and_masks_same_under_nptl) { expect_nptl(PROG("pt_kill")); }
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

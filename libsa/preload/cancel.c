@@ -100,6 +100,7 @@ struct start {
 	void *(*fn)(void *);
 	void *arg;
 	struct preload_sched sched; /* what pthread_create() gave it (thread.c) */
+	struct preload_sig sig;     /* its creator's mask (signal.c) */
 };
 
 static void *start_trampoline(void *p)
@@ -108,6 +109,7 @@ static void *start_trampoline(void *p)
 	__pthread_unwind_buf_t ub;
 
 	preload_sched_tls = ((struct start *)p)->sched;
+	preload_sig_tls = ((struct start *)p)->sig;
 	free(p);
 	if (cleanup_off < 0)
 		return s.fn(s.arg);
@@ -142,6 +144,7 @@ int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
 	s->fn = fn;
 	s->arg = arg;
 	s->sched = *sched;
+	preload_sig_inherit(&s->sig);
 	r = ut_spawn(h, a, start_trampoline, s, tp);
 	if (r)
 		free(s);
@@ -188,7 +191,10 @@ static __attribute__((noreturn)) void act(void)
  */
 void __preload_testcancel(void)
 {
-	if (!preload_cancel_tls.disabled && vp_self())
+	if (atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed))
+		preload_sig_deliver();
+	if (atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed) &&
+	    !preload_cancel_tls.disabled && vp_self())
 		act();
 }
 

@@ -95,7 +95,10 @@ static __thread uint64_t wait_epoch __attribute__((tls_model("initial-exec")));
  */
 static bool intr_hook(void)
 {
-	return atomic_load(&sig_epoch) != wait_epoch || preload_cancel_wanted();
+	bool intr = atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed) &&
+		    preload_sig_deliver(); /* pthread_kill's, on this uthread */
+
+	return intr || atomic_load(&sig_epoch) != wait_epoch || preload_cancel_wanted();
 }
 
 /**
@@ -510,6 +513,22 @@ static void intr_wrapper(int sig, siginfo_t *si, void *uc)
 	atomic_fetch_add_explicit(&sig_epoch, 1, memory_order_release);
 	io_interrupt();
 	errno = saved;
+}
+
+/**
+ * preload_user_handler - the program's handler for @sig if the shim's
+ * wrapper stands in for it: @fn and its @flags.  False otherwise.
+ */
+bool preload_user_handler(int sig, uintptr_t *fn, int *flags)
+{
+	struct sigaction cur;
+
+	if (sig <= 0 || sig >= _NSIG || preload_real.sigaction(sig, NULL, &cur) ||
+	    !(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != intr_wrapper)
+		return false;
+	*fn = atomic_load(&user_act[sig].fn);
+	*flags = atomic_load(&user_act[sig].flags);
+	return *fn != 0;
 }
 
 SA_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)

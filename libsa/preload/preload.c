@@ -79,9 +79,9 @@
  * child starts threads again.  The C library's own fork does the rest:
  * atfork handlers in POSIX order, its locks, the thread's tid.
  *
- * Not yet: pthread_kill to a uthread, per-
- * uthread signal masks, pthread_setaffinity_np and scheduling parameters
- * on uthreads, robust mutexes' EOWNERDEAD, fork() in a threaded program.
+ * pthread_kill() and signal masks: signal.c.
+ *
+ * Not yet: robust mutexes' EOWNERDEAD, process-shared objects.
  * libsa-preload(7) lists them for users.
  */
 
@@ -146,6 +146,7 @@ static void real_init(void)
 	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
 	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
 	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(sigaction);
+	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
 #undef REAL
 	preload_sync_init_real();
 }
@@ -184,6 +185,7 @@ void __preload_start(void)
 	}
 	preload_cancel_init();
 	preload_thread_init();
+	preload_signal_init();
 	/* First among the child handlers of the program's atfork handlers
 	 * (registered later, run later): they may take mutexes already. */
 	pthread_atfork(NULL, NULL, rt_fork_child);

@@ -59,6 +59,9 @@ struct preload_real {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
+	int (*pthread_kill)(pthread_t, int);
+	int (*pthread_sigmask)(int, const sigset_t *, sigset_t *);
+	int (*sigprocmask)(int, const sigset_t *, sigset_t *);
 };
 
 extern struct preload_real preload_real __attribute__((visibility("hidden")));
@@ -95,6 +98,9 @@ extern struct preload_real preload_real __attribute__((visibility("hidden")));
 #define epoll_wait(...) preload_real.epoll_wait(__VA_ARGS__)
 #define epoll_pwait(...) preload_real.epoll_pwait(__VA_ARGS__)
 #define sigaction(...) preload_real.sigaction(__VA_ARGS__)
+#define pthread_kill(...) preload_real.pthread_kill(__VA_ARGS__)
+#define pthread_sigmask(...) preload_real.pthread_sigmask(__VA_ARGS__)
+#define sigprocmask(...) preload_real.sigprocmask(__VA_ARGS__)
 #endif
 
 #endif /* SA_PRELOAD_REAL_H */

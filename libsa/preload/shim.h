@@ -29,6 +29,18 @@ struct preload_cancel {
 	uint32_t async;             /* PTHREAD_CANCEL_ASYNCHRONOUS */
 };
 extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_model("initial-exec")));
+
+/* signal.c: pthread_kill's pending signals and the mask, per uthread */
+struct preload_sig {
+	_Atomic uint64_t pending;   /* signal n is bit n - 1 */
+	uint64_t mask;              /* valid once mask_valid */
+	bool mask_valid;
+};
+extern __thread struct preload_sig preload_sig_tls __attribute__((tls_model("initial-exec")));
+void preload_signal_init(void);
+bool preload_sig_deliver(void);
+void preload_sig_inherit(struct preload_sig *child);
+bool preload_user_handler(int sig, uintptr_t *fn, int *flags);
 void __preload_testcancel(void);
 bool preload_cancel_wanted(void);
 void preload_cancel_init(void);
@@ -56,7 +68,8 @@ int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
  */
 static __always_inline void preload_testcancel(void)
 {
-	if (unlikely(atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed)))
+	if (unlikely(atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed) |
+		     atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed)))
 		__preload_testcancel();
 }
 
