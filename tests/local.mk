@@ -124,7 +124,8 @@ pt_progs = \
 	tests/preload/pt_flockfile \
 	tests/preload/pt_threadctl \
 	tests/preload/pt_fork \
-	tests/preload/pt_kill
+	tests/preload/pt_kill \
+	tests/preload/pt_yield
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -170,6 +171,8 @@ tests_preload_pt_fork_SOURCES = tests/preload/pt_fork.c tests/preload/pt.h
 tests_preload_pt_fork_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
 tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
+tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

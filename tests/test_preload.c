@@ -212,6 +212,20 @@ Test(preload, pthread_kill_and_masks_1vp_no_handoff) { expect_1vp_no_handoff(PRO
 Test(preload, pthread_kill_and_masks_2vps) { expect_program("2", PROG("pt_kill"), NULL, 4); }
 Test(preload, pthread_kill_and_masks_same_under_nptl) { expect_nptl(PROG("pt_kill")); }
 
+/* Every yield call reaches the scheduler: on one VP without ticks or
+ * hand-off, a yield that went to the kernel would never let the other
+ * thread run (sysbench calls the old pthread_yield). */
+Test(preload, every_yield_call_switches_1vp_no_ticks)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
+			 "SA_QUANTUM_US=0", "LD_PRELOAD=" PRELOAD_LIB, PROG("pt_yield"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_yield exited %d:\n%s", r.status, r.out);
+}
+Test(preload, every_yield_call_same_under_nptl) { expect_nptl(PROG("pt_yield")); }
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

@@ -408,6 +408,21 @@ SA_EXPORT int sched_yield(void)
 	return (int)syscall(SYS_sched_yield);
 }
 
+/* glibc's own pthread_yield (a compat symbol since 2.34, which programs
+ * built before still call: sysbench) and C11 thrd_yield call the kernel's
+ * sched_yield directly, never the one above. */
+int preload_pthread_yield(void) __asm__("pthread_yield"); /* <pthread.h> renames it */
+SA_EXPORT int preload_pthread_yield(void)
+{
+	return sched_yield();
+}
+
+void thrd_yield(void);
+SA_EXPORT void thrd_yield(void)
+{
+	sched_yield();
+}
+
 static int sleep_ns(uint64_t ns)
 {
 	return sa_sleep_ns(ns);
