@@ -226,6 +226,11 @@ Test(preload, every_yield_call_switches_1vp_no_ticks)
 }
 Test(preload, every_yield_call_same_under_nptl) { expect_nptl(PROG("pt_yield")); }
 
+/* C11 <threads.h> makes uthreads and parks them in its waits. */
+Test(preload, c11_threads_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_c11"), 67); }
+Test(preload, c11_threads_2vps) { expect_program("2", PROG("pt_c11"), NULL, 67); }
+Test(preload, c11_threads_same_under_nptl) { expect_nptl(PROG("pt_c11")); }
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

@@ -23,7 +23,8 @@ libsa_preload_la_SOURCES = \
 	libsa/preload/io.c \
 	libsa/preload/cancel.c \
 	libsa/preload/thread.c \
-	libsa/preload/signal.c
+	libsa/preload/signal.c \
+	libsa/preload/c11.c
 libsa_preload_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden -fexceptions \
 	-Wno-nonnull-compare
 libsa_preload_la_LIBADD = libsa/preload/libsa-core-preload.la $(LIBURING_LIBS) -lpthread -ldl
