@@ -22,7 +22,7 @@
  * the shim has glibc store a buffer it knows there
  * (__pthread_register_cancel on the main thread), finds the word that holds
  * it (tls_tcb_find()), and unregisters it.  If none is found, pthread_exit()
- * ends the uthread without unwinding, as before, and says so once.
+ * ends the uthread without running cleanup handlers or destructors.
  *
  * Cancellation.  Deferred, as POSIX asks by default.  The state is per
  * uthread, in the shim's static TLS (struct preload_cancel), which another

@@ -20,8 +20,8 @@
  *
  * Masks.  pthread_sigmask() and sigprocmask() on a uthread keep the
  * uthread's own mask, which governs pthread_kill()'s signals and is what
- * they report, and also set the mask of the kernel thread carrying it, as
- * before, so that signals sent to the process keep being held back by a
+ * they report, and also set the mask of the kernel thread carrying it, so
+ * that signals sent to the process keep being held back by a
  * program that blocks them before it starts threads (the sigwait() thread
  * pattern).  A new thread starts with its creator's mask.
  */
@@ -193,7 +193,7 @@ static int set_mask(int how, const sigset_t *set, sigset_t *old,
 	mask = my_mask();
 	if (set && how != SIG_BLOCK && how != SIG_UNBLOCK && how != SIG_SETMASK)
 		return EINVAL;
-	r = real(how, set, NULL); /* the carrier's, as before (see above) */
+	r = real(how, set, NULL); /* the carrier's too (see above) */
 	if (r)
 		return r;
 	if (old) {
