@@ -59,15 +59,21 @@
  * libsa's magic).
  *
  * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
- * realtime clocks, usleep, sleep) and sched_yield park or requeue the
- * uthread instead of its VP.  The blocking I/O calls (read, write,
+ * realtime clocks, usleep, sleep) and the yields (sched_yield, and
+ * pthread_yield and thrd_yield, which glibc sends to the kernel's
+ * sched_yield directly) park or requeue the uthread instead of its VP.
+ * flockfile() waits by yielding (sync.c).  The blocking I/O calls (read, write,
  * pread, pwrite, readv, writev, accept, accept4, connect, recv, recvfrom,
  * recvmsg, send, sendto, sendmsg, poll, ppoll, select, epoll_wait,
  * epoll_pwait) go to libsa's io_uring layer from a uthread (preload/io.c
  * says how each maps and how EINTR is kept); anything else calls the C
  * library.  glibc's internal calls (stdio's write, for one) do not come
- * through the PLT, and neither do open, close or fsync, which the shim
- * leaves alone; the activations layer's blocked upcall covers them.
+ * through the PLT, and the shim leaves open, close, fsync and wait alone;
+ * the activations layer's blocked upcall covers them.
+ *
+ * Joins with a time limit, scheduling parameters, affinity: thread.c.
+ * C11 <threads.h>, which glibc builds on its pthread functions out of the
+ * shim's sight: c11.c.
  *
  * pthread_exit() and cancellation: cancel.c.
  *
