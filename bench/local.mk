@@ -62,7 +62,8 @@ bench/bench-go-activations: $(srcdir)/bench/go/activations.go
 	$(AM_V_GEN)$(MKDIR_P) bench && \
 	$(BENCH_GO_ENV) $(GO) build -o $@ $(srcdir)/bench/go/activations.go
 
-EXTRA_DIST += bench/go/micro.go bench/go/activations.go bench/run-suite bench/README.md
+EXTRA_DIST += bench/go/micro.go bench/go/activations.go bench/run-suite bench/README.md \
+	bench/run-corpus
 CLEANFILES += $(EXTRA_PROGRAMS) bench/bench-go-micro bench/bench-go-activations
 
 # BENCH_FLAGS: extra options for bench/run-suite, e.g.
@@ -72,8 +73,13 @@ bench-build: $(BENCH_PROGS)
 bench: bench-build
 	$(SHELL) $(srcdir)/bench/run-suite --builddir . $(BENCH_FLAGS)
 
+# Real programs (sysbench, memcached) under NPTL and under libsa-preload.so;
+# BENCH_CORPUS_FLAGS: options for bench/run-corpus, e.g. "--threads 512".
+bench-corpus: all
+	$(SHELL) $(srcdir)/bench/run-corpus --builddir . $(BENCH_CORPUS_FLAGS)
+
 clean-local: clean-local-bench
 clean-local-bench:
 	-rm -rf bench/.go-cache bench/.go-path
 
-.PHONY: bench bench-build clean-local-bench
+.PHONY: bench bench-build bench-corpus clean-local-bench

@@ -305,6 +305,11 @@ int ut_stack_of(sa_uthread_t h, void **lo, size_t *size, size_t *guard);
 struct uthread *ut_alloc(void);
 void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
+int ut_join_ready(sa_uthread_t h);
+void ut_fork_child(struct uthread *ut);
+void keys_fork_child(void);
+void stack_fork_child(void);
+void rt_fork_child(void);
 struct uthread *ut_ext_self(void);
 void ut_exit_current(void *retval) __attribute__((noreturn));
 void ut_release_dead(struct uthread *ut);
@@ -786,6 +791,7 @@ void tls_thread_exit(void);
 void tls_record_act(struct act *a);
 void tls_set_fs(void *tp);
 sa_uthread_t tls_handle_of(const void *tp);
+long tls_tcb_find(const void *tp, const void *value);
 void __tls_switch(struct vp *vp, struct uthread *next);
 
 /*

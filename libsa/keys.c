@@ -30,6 +30,13 @@ struct key_block {
 static struct key_slot keys[SA_KEYS_MAX];
 static spinlock_t keys_lock;
 
+/* keys_fork_child - in a child of fork(): the lock's holder, if any, is
+ * not in the child. */
+void keys_fork_child(void)
+{
+	atomic_store(&keys_lock, 0);
+}
+
 SA_EXPORT int sa_key_create(sa_key_t *key, void (*dtor)(void *))
 {
 	if (!key)

@@ -149,6 +149,34 @@ static void rt_shutdown(void)
 	act_wake_spares();
 }
 
+/**
+ * rt_fork_child - in a child of fork() (the first atfork child handler of
+ * the LD_PRELOAD shim): the child has one kernel thread, the caller, and
+ * none of the VPs, activations or pool workers.  Forget them all; the
+ * next start (pthread_create(), sa_init()) makes a fresh runtime.  A
+ * uthread that forked goes on as the calling thread's record, so the
+ * runtime adopts it as its main uthread then.  libsa's internal locks
+ * that another kernel thread held at the fork are released.
+ */
+void rt_fork_child(void)
+{
+	struct vp *vp = vp_self_nodivert();
+	bool tls_mode = rt.tls_mode;
+
+	if (atomic_load(&rt.state) == RT_OFF)
+		return;
+	if (vp && !(vp->cur->flags & UTF_IDLE))
+		ut_fork_child(vp->cur);
+	sa_tls_vp = NULL;
+	sa_syscall6(SYS_arch_prctl, ARCH_SET_GS, 0, 0, 0, 0, 0);
+	memset(sa_gs_slots, 0, sizeof(sa_gs_slots));
+	memset(&rt, 0, sizeof(rt));
+	rt.tls_mode = tls_mode;
+	keys_fork_child();
+	stack_fork_child();
+	io_fork_child();
+}
+
 /* rt_run - the VPs run: start the backend's helpers.  Failing here leaves
  * a runtime that schedules but cannot hand off blocked VPs: say so. */
 static int rt_run(void)

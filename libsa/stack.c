@@ -48,6 +48,14 @@ struct stack_pool {
 static struct stack_pool pools[STACK_CLASSES];
 static bool guard_madvise;
 
+/* stack_fork_child - in a child of fork(): the pools' holders are gone;
+ * the cached stacks are the child's own copies and stay. */
+void stack_fork_child(void)
+{
+	for (unsigned i = 0; i < STACK_CLASSES; i++)
+		atomic_store(&pools[i].lock, 0);
+}
+
 static size_t round_up(size_t x, size_t a)
 {
 	return (x + a - 1) & ~(a - 1);

@@ -42,6 +42,9 @@
  *   - the rseq area (at __rseq_offset from the thread pointer): the kernel
  *     registered only the carrier's, so the uthread's cpu_id says
  *     "registration failed" (-2) and sched_getcpu() asks the kernel.
+ *   - the list entry (_thread_db_pthread_list): glibc links its own
+ *     threads there; a uthread's is an empty list, so that the child of a
+ *     fork() made by a uthread can take it off "its" list.
  * stdio and the other _IO locks record THREAD_SELF (the TCB address) as
  * owner, which is per uthread with no further work.
  *
@@ -115,6 +118,7 @@ static struct {
 	void (*ctype_init)(void);
 	uint32_t tcb_size;
 	uint32_t tid_off;
+	uint32_t list_off;       /* the descriptor's list entry, or 0 */
 	long rseq_off;
 	bool rseq;
 	bool wrfsbase;
@@ -146,7 +150,7 @@ static const uint32_t *td_symbol(const char *name)
  */
 int tls_enable(void)
 {
-	const uint32_t *sz, *tid;
+	const uint32_t *sz, *tid, *list;
 	const long *rseq_off;
 	const unsigned *rseq_size;
 
@@ -176,6 +180,8 @@ int tls_enable(void)
 	}
 	glibc.tcb_size = *sz;
 	glibc.tid_off = tid[2];
+	list = td_symbol("_thread_db_pthread_list");
+	glibc.list_off = list && list[2] + 2 * sizeof(void *) <= *sz ? list[2] : 0;
 	rseq_off = dlsym(RTLD_DEFAULT, "__rseq_offset");
 	rseq_size = dlsym(RTLD_DEFAULT, "__rseq_size");
 	glibc.rseq = rseq_off && rseq_size && *rseq_size >= 8;
@@ -199,6 +205,13 @@ static void tls_fill(void *tp, uint32_t tid)
 	h->pointer_guard = me->pointer_guard;
 	h->feature_1 = me->feature_1;
 	memcpy((char *)tp + glibc.tid_off, &tid, sizeof(tid));
+	if (glibc.list_off) {
+		/* An empty list entry: glibc's fork() takes the calling
+		 * thread off its lists in the child, which must not fault. */
+		void *self[2] = { (char *)tp + glibc.list_off, (char *)tp + glibc.list_off };
+
+		memcpy((char *)tp + glibc.list_off, self, sizeof(self));
+	}
 	if (glibc.rseq) {
 		int32_t failed = RSEQ_CPU_ID_REGISTRATION_FAILED;
 
@@ -274,6 +287,24 @@ void tls_thread_exit(void)
 sa_uthread_t tls_handle_of(const void *tp)
 {
 	return *(const sa_uthread_t *)((const char *)tp + tls_handle_off);
+}
+
+/**
+ * tls_tcb_find - the offset in thread descriptor @tp of the first word
+ * that holds @value, or -1.  For fields of glibc's descriptor that no
+ * symbol describes: the caller makes glibc store a value it knows there.
+ */
+long tls_tcb_find(const void *tp, const void *value)
+{
+	for (uint32_t off = sizeof(struct tcbhead); off + sizeof(void *) <= glibc.tcb_size;
+	     off += sizeof(void *)) {
+		const void *w;
+
+		memcpy(&w, (const char *)tp + off, sizeof(w));
+		if (w == value)
+			return (long)off;
+	}
+	return -1;
 }
 
 /** tls_record_act - remember the calling kernel thread's own block as

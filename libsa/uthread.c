@@ -208,6 +208,23 @@ struct uthread *ut_ext_self(void)
 	return ut;
 }
 
+/**
+ * ut_fork_child - in a child of fork() made by uthread @ut: @ut goes on
+ * as the record of the child's only kernel thread, an external thread
+ * until the runtime starts again and adopts it (its keys stay).
+ */
+void ut_fork_child(struct uthread *ut)
+{
+	atomic_store(&ut->lock, 0);
+	ut->flags = (ut->flags & UTF_TLS) | UTF_EXTERNAL;
+	WRITE_ONCE(ut->state, UT_RUNNING);
+	atomic_store(&ut->vp, NULL);
+	ut->joiner = NULL;
+	pthread_once(&ext_once, ext_key_init);
+	pthread_setspecific(ext_key, ut);
+	tls_ext = ut;
+}
+
 /** ut_ext_adopt - the caller becomes a uthread: hand over its record. */
 struct uthread *ut_ext_adopt(void)
 {
@@ -519,6 +536,31 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 	}
 	ut_free(ut);
 	return 0;
+}
+
+/**
+ * ut_join_ready - may the caller join @h without waiting?
+ * Returns 1 (it ended), 0 (it still runs), -ESRCH (no such uthread),
+ * -EDEADLK (the caller itself), -EINVAL (detached, or another joins it).
+ */
+int ut_join_ready(sa_uthread_t h)
+{
+	struct uthread *me, *ut;
+	int r;
+
+	sa_enter();
+	me = ut_self();
+	ut = ut_lookup_lock(h);
+	if (!ut)
+		return -ESRCH;
+	if (ut == me)
+		r = -EDEADLK;
+	else if ((ut->flags & UTF_DETACHED) || ut->joiner)
+		r = -EINVAL;
+	else
+		r = READ_ONCE(ut->state) == UT_DONE;
+	spin_unlock(&ut->lock);
+	return r;
 }
 
 SA_EXPORT int sa_detach(sa_uthread_t h)

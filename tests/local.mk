@@ -115,10 +115,21 @@ pt_progs = \
 	tests/preload/pt_stdio \
 	tests/preload/pt_cxx \
 	tests/preload/pt_dlopen \
-	tests/preload/pt_foreign
+	tests/preload/pt_foreign \
+	tests/preload/pt_ctor \
+	tests/preload/pt_io \
+	tests/preload/pt_cancel \
+	tests/preload/pt_cancel_exc \
+	tests/preload/pt_cancel_cxx \
+	tests/preload/pt_flockfile \
+	tests/preload/pt_threadctl \
+	tests/preload/pt_fork \
+	tests/preload/pt_kill \
+	tests/preload/pt_yield \
+	tests/preload/pt_c11
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
-check_LTLIBRARIES += tests/preload/pt_module.la
+check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
 
 PT_CFLAGS = $(AM_CFLAGS) -I$(top_srcdir)/tests/preload
 tests_preload_pt_sync_SOURCES = tests/preload/pt_sync.c tests/preload/pt.h
@@ -137,11 +148,60 @@ tests_preload_pt_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
 tests_preload_pt_module_la_SOURCES = tests/preload/pt_module.c tests/preload/pt.h
 tests_preload_pt_module_la_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_module_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_preload_pt_early_la_SOURCES = tests/preload/pt_early.c tests/preload/pt.h
+tests_preload_pt_early_la_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_early_la_LDFLAGS = -module -avoid-version -shared -rpath /nowhere
+tests_preload_pt_ctor_SOURCES = tests/preload/pt_ctor.c tests/preload/pt.h
+tests_preload_pt_ctor_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_ctor_LDADD = -ldl
+tests_preload_pt_io_SOURCES = tests/preload/pt_io.c tests/preload/pt.h
+tests_preload_pt_io_CFLAGS = $(PT_CFLAGS)
+# Plain C registers cleanup buffers with __pthread_register_cancel; with
+# -fexceptions the handlers are cleanup attributes run by unwinding.
+tests_preload_pt_cancel_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
+tests_preload_pt_cancel_CFLAGS = $(PT_CFLAGS) -fno-exceptions
+tests_preload_pt_cancel_exc_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
+tests_preload_pt_cancel_exc_CFLAGS = $(PT_CFLAGS) -fexceptions
+tests_preload_pt_cancel_cxx_SOURCES = tests/preload/pt_cancel_cxx.cc
+tests_preload_pt_cancel_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
+tests_preload_pt_flockfile_SOURCES = tests/preload/pt_flockfile.c tests/preload/pt.h
+tests_preload_pt_flockfile_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_threadctl_SOURCES = tests/preload/pt_threadctl.c tests/preload/pt.h
+tests_preload_pt_threadctl_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_fork_SOURCES = tests/preload/pt_fork.c tests/preload/pt.h
+tests_preload_pt_fork_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
+tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
+tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h
+tests_preload_pt_c11_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'
 tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preload_LDADD = $(CRITERION_LIBS)
+
+# The real-program corpus: each program runs under NPTL and under the
+# shim, and test_corpus compares the two.  The two built here link
+# against glibc (and libstdc++) only; sysbench, python3 and memcached come
+# from Debian (tools/install-deps); a missing one makes its tests skip.
+corpus_progs = \
+	tests/corpus/c_threads10k \
+	tests/corpus/cxx_workload
+check_PROGRAMS += $(corpus_progs) tests/test_corpus
+TESTS += tests/test_corpus
+tests_corpus_c_threads10k_SOURCES = tests/corpus/c_threads10k.c
+tests_corpus_c_threads10k_CFLAGS = $(AM_CFLAGS) -pthread
+tests_corpus_cxx_workload_SOURCES = tests/corpus/cxx_workload.cc
+tests_corpus_cxx_workload_CXXFLAGS = -std=c++17 -O2 -pthread -Wall -Wextra
+EXTRA_DIST += tests/corpus/py_threading.py
+
+tests_test_corpus_SOURCES = tests/test_corpus.c
+tests_test_corpus_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"' \
+	-DTOP_SRCDIR='"$(abs_top_srcdir)"'
+tests_test_corpus_CFLAGS = $(TESTS_CFLAGS) -pthread
+tests_test_corpus_LDADD = $(CRITERION_LIBS) -lpthread
 endif
 
 endif

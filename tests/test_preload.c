@@ -25,6 +25,7 @@
 #define PRELOAD_LIB TOP_BUILDDIR "/.libs/libsa-preload.so"
 #define PROG(name) TOP_BUILDDIR "/tests/preload/" name
 #define MODULE TOP_BUILDDIR "/tests/preload/.libs/pt_module.so"
+#define EARLY_LIB TOP_BUILDDIR "/tests/preload/.libs/pt_early.so"
 
 struct run {
 	int status;        /* exit status, or 128 + signal */
@@ -88,12 +89,147 @@ Test(preload, errno_tls_self_10k_threads_1vp) { expect_program("1", PROG("pt_tls
 Test(preload, errno_tls_self_10k_threads_2vps) { expect_program("2", PROG("pt_tls"), NULL, 10000); }
 Test(preload, stdio_lines_whole_1vp) { expect_program("1", PROG("pt_stdio"), NULL, 32); }
 Test(preload, stdio_lines_whole_2vps) { expect_program("2", PROG("pt_stdio"), NULL, 32); }
+/* A thread yields while it holds a stream that 2,000 others wait for:
+ * they must not block their VP in glibc's futex (the holder could never
+ * come back to release it without the blocked hand-off). */
+Test(preload, flockfile_holder_yields_1vp_no_handoff)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
+			 "LD_PRELOAD=" PRELOAD_LIB, PROG("pt_flockfile"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_flockfile exited %d:\n%s", r.status, r.out);
+	cr_assert_geq(spawned(&r), 2000, "%s", r.out);
+}
+Test(preload, flockfile_holder_yields_2vps) { expect_program("2", PROG("pt_flockfile"), NULL, 2000); }
 Test(preload, cxx_thread_mutex_exceptions_1vp) { expect_program("1", PROG("pt_cxx"), NULL, 33); }
 Test(preload, cxx_thread_mutex_exceptions_2vps) { expect_program("2", PROG("pt_cxx"), NULL, 33); }
 Test(preload, dlopen_module_threads_1vp) { expect_program("1", PROG("pt_dlopen"), MODULE, 101); }
 Test(preload, dlopen_module_threads_2vps) { expect_program("2", PROG("pt_dlopen"), MODULE, 101); }
 Test(preload, foreign_threads_share_objects_1vp) { expect_program("1", PROG("pt_foreign"), NULL, 4); }
 Test(preload, foreign_threads_share_objects_2vps) { expect_program("2", PROG("pt_foreign"), NULL, 4); }
+
+/*
+ * A library's constructor runs before the shim's and takes statically
+ * initialised locks (sysbench's libgnutls does): the shim must start
+ * there, not crash on C library functions it has not looked up yet.
+ */
+static void expect_early_library(const char *vps)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", (char *)vps,
+			 "LD_PRELOAD=" PRELOAD_LIB " " EARLY_LIB, PROG("pt_ctor"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_ctor exited %d:\n%s", r.status, r.out);
+	cr_assert_geq(spawned(&r), 8, "%s", r.out);
+}
+
+Test(preload, library_constructor_before_the_shims_1vp) { expect_early_library("SA_VPS=1"); }
+Test(preload, library_constructor_before_the_shims_2vps) { expect_early_library("SA_VPS=2"); }
+
+/*
+ * Blocking I/O calls park the uthread: on one VP with the hand-off of
+ * blocked kernel threads off, a thread waiting in read(), accept(),
+ * poll(), select(), epoll_wait(), ... would otherwise stop the thread
+ * that is to wake it.  The same program must pass under NPTL.
+ */
+/* expect_1vp_no_handoff - @prog passes on one VP with the hand-off off. */
+static void expect_1vp_no_handoff(const char *prog, long min_threads)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
+			 "LD_PRELOAD=" PRELOAD_LIB, (char *)prog, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s exited %d:\n%s", prog, r.status, r.out);
+	cr_assert_geq(spawned(&r), min_threads, "%s", r.out);
+}
+
+/* expect_nptl - @prog passes without the shim, too. */
+static void expect_nptl(const char *prog)
+{
+	char *argv[] = { (char *)prog, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s under NPTL exited %d:\n%s", prog, r.status, r.out);
+}
+
+Test(preload, blocking_io_parks_the_uthread_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_io"), 10);
+}
+
+Test(preload, blocking_io_parks_the_uthread_2vps)
+{
+	expect_program("2", PROG("pt_io"), NULL, 10);
+}
+
+Test(preload, blocking_io_same_under_nptl) { expect_nptl(PROG("pt_io")); }
+
+/*
+ * pthread_exit() and pthread_cancel() run cleanup handlers: plain C
+ * (__pthread_register_cancel), C with -fexceptions (unwinding), the old
+ * _pthread_cleanup_push, and C++ destructors; a thread waiting in read()
+ * is cancelled at once.
+ */
+Test(preload, cancel_c_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_cancel"), 70); }
+Test(preload, cancel_c_2vps) { expect_program("2", PROG("pt_cancel"), NULL, 70); }
+Test(preload, cancel_c_same_under_nptl) { expect_nptl(PROG("pt_cancel")); }
+Test(preload, cancel_c_fexceptions_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_cancel_exc"), 70);
+}
+Test(preload, cancel_c_fexceptions_2vps) { expect_program("2", PROG("pt_cancel_exc"), NULL, 70); }
+Test(preload, cancel_c_fexceptions_same_under_nptl) { expect_nptl(PROG("pt_cancel_exc")); }
+Test(preload, cancel_cxx_unwinds_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_cancel_cxx"), 2);
+}
+Test(preload, cancel_cxx_unwinds_2vps) { expect_program("2", PROG("pt_cancel_cxx"), NULL, 2); }
+Test(preload, cancel_cxx_unwinds_same_under_nptl) { expect_nptl(PROG("pt_cancel_cxx")); }
+
+/* Joins with and without waiting, scheduling parameters and affinity,
+ * with their errors; the same under NPTL. */
+Test(preload, joins_sched_affinity_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_threadctl"), 5);
+}
+Test(preload, joins_sched_affinity_2vps) { expect_program("2", PROG("pt_threadctl"), NULL, 5); }
+Test(preload, joins_sched_affinity_same_under_nptl) { expect_nptl(PROG("pt_threadctl")); }
+
+/* fork() from a thread while others run: atfork order, a child that
+ * makes threads again, exec; the same under NPTL. */
+Test(preload, fork_from_uthread_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_fork"), 5); }
+Test(preload, fork_from_uthread_2vps) { expect_program("2", PROG("pt_fork"), NULL, 5); }
+Test(preload, fork_from_uthread_same_under_nptl) { expect_nptl(PROG("pt_fork")); }
+
+/* pthread_kill() runs the handler on the target thread, interrupting or
+ * restarting its wait; a per-thread mask holds the signal back. */
+Test(preload, pthread_kill_and_masks_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_kill"), 4); }
+Test(preload, pthread_kill_and_masks_2vps) { expect_program("2", PROG("pt_kill"), NULL, 4); }
+Test(preload, pthread_kill_and_masks_same_under_nptl) { expect_nptl(PROG("pt_kill")); }
+
+/* Every yield call reaches the scheduler: on one VP without ticks or
+ * hand-off, a yield that went to the kernel would never let the other
+ * thread run (sysbench calls the old pthread_yield). */
+Test(preload, every_yield_call_switches_1vp_no_ticks)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", "SA_VPS=1", "SA_BLOCKED_US=0",
+			 "SA_QUANTUM_US=0", "LD_PRELOAD=" PRELOAD_LIB, PROG("pt_yield"), NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "pt_yield exited %d:\n%s", r.status, r.out);
+}
+Test(preload, every_yield_call_same_under_nptl) { expect_nptl(PROG("pt_yield")); }
+
+/* C11 <threads.h> makes uthreads and parks them in its waits. */
+Test(preload, c11_threads_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_c11"), 67); }
+Test(preload, c11_threads_2vps) { expect_program("2", PROG("pt_c11"), NULL, 67); }
+Test(preload, c11_threads_same_under_nptl) { expect_nptl(PROG("pt_c11")); }
 
 /* ---- sa-run's command line ---- */
 

@@ -197,6 +197,7 @@ struct io_vp {
 	bool kick_armed;             /* its read is in the ring */
 	bool ok;                     /* false: no ring on this VP, use the pool */
 	uint64_t kick_buf;
+	uint64_t intr_seen;          /* io.intr_epoch this ring acted on */
 	_Atomic uint64_t ops, completions, submits;
 };
 
@@ -214,9 +215,18 @@ static struct {
 	struct io_worker *idle;
 	struct io_req *head, *tail;  /* jobs no worker took yet */
 	uint32_t nworkers;
+	_Atomic uint64_t intr_epoch; /* io_interrupt() calls */
+	bool (*intr_hook)(void);     /* io_set_intr_hook(): end with -EINTR? */
 } io;
 
 static struct io_vp io_vp_none = { .ok = false };
+
+/* io_fork_child - in a child of fork(): no pool worker exists there, and
+ * the rings belong to VPs that do not; io_init() starts afresh. */
+void io_fork_child(void)
+{
+	memset(&io, 0, sizeof(io));
+}
 static ssize_t io_call(struct io_req *r);
 static __thread uint64_t io_thread_deadline; /* threads that are not VPs */
 
@@ -484,6 +494,22 @@ static bool io_group_done(struct io_vp *iv, struct io_group *g, struct io_req *r
 	return true;
 }
 
+/*
+ * io_cancel_all - an interruption (io_interrupt()): cancel every op on
+ * @iv's ring.  Each comes back with -ECANCELED, and its caller returns
+ * -EINTR or goes again (io_ring_call()).
+ */
+static void io_cancel_all(struct io_vp *iv)
+{
+	struct io_uring_sqe *sqe;
+
+	iv->intr_seen = atomic_load_explicit(&io.intr_epoch, memory_order_acquire);
+	sqe = io_sqe(iv);
+	io_uring_prep_cancel64(sqe, 0, IORING_ASYNC_CANCEL_ANY | IORING_ASYNC_CANCEL_ALL);
+	io_uring_sqe_set_data64(sqe, IO_UD_IGNORE);
+	io_flush(iv);
+}
+
 /* io_reap - harvest @vp's completions.  Returns how many uthreads it readied. */
 static unsigned io_reap(struct vp *vp, struct io_vp *iv)
 {
@@ -534,7 +560,11 @@ static unsigned io_reap(struct vp *vp, struct io_vp *iv)
 void __io_pass(struct vp *vp, bool idle)
 {
 	struct io_vp *iv = vp->io;
-	unsigned queued = io_uring_sq_ready(&iv->ring);
+	unsigned queued;
+
+	if (unlikely(atomic_load_explicit(&io.intr_epoch, memory_order_acquire) != iv->intr_seen))
+		io_cancel_all(iv);
+	queued = io_uring_sq_ready(&iv->ring);
 
 	if (queued && (idle || queued >= IO_BATCH ||
 		       (!atomic_load_explicit(&vp->nr_queued, memory_order_relaxed) &&
@@ -547,7 +577,45 @@ bool __io_pass_wanted(struct vp *vp)
 {
 	struct io_vp *iv = vp->io;
 
-	return iv && iv->ok && (io_uring_cq_ready(&iv->ring) || io_uring_sq_ready(&iv->ring));
+	return iv && iv->ok && (io_uring_cq_ready(&iv->ring) || io_uring_sq_ready(&iv->ring) ||
+				atomic_load_explicit(&io.intr_epoch, memory_order_relaxed) !=
+				iv->intr_seen);
+}
+
+/**
+ * io_set_intr_hook - let io_interrupt() end waits with -EINTR: an op that
+ * an interruption cancelled asks @hook, on its own uthread, whether to
+ * return -EINTR (true) or to be made again (false).  The LD_PRELOAD shim
+ * answers true after a signal handler without SA_RESTART ran, or when the
+ * uthread is to act on a cancellation.  Without a hook no call returns
+ * -EINTR.
+ */
+void io_set_intr_hook(bool (*hook)(void))
+{
+	io.intr_hook = hook;
+}
+
+/* io_intr_return - an interruption ended the caller's op: -EINTR or again? */
+static bool io_intr_return(void)
+{
+	return io.intr_hook && io.intr_hook();
+}
+
+/**
+ * io_interrupt - a signal handler without SA_RESTART ran: end every ring
+ * op waiting now, on every VP.  Async-signal-safe: an atomic add and one
+ * write(2) per VP with a ring, which wakes a VP parked in it.
+ */
+void io_interrupt(void)
+{
+	atomic_fetch_add_explicit(&io.intr_epoch, 1, memory_order_release);
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct io_vp *iv = rt.vps[i].io;
+		uint64_t one = 1;
+
+		if (iv && iv->ok && write(iv->efd, &one, sizeof(one)) < 0)
+			continue; /* the eventfd cannot overflow from 1s in practice */
+	}
 }
 
 bool io_idle_wait(struct vp *vp, uint64_t deadline)
@@ -598,6 +666,9 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 {
 	struct io_uring_sqe *sqe;
 
+	/* An interruption that came before this op began is not for it. */
+	if (!vp->io_inflight)
+		iv->intr_seen = atomic_load_explicit(&io.intr_epoch, memory_order_acquire);
 	if (r->deadline && io_uring_sq_space_left(&iv->ring) < 2)
 		io_flush(iv); /* the op and its timeout go in together */
 	sqe = io_sqe(iv);
@@ -617,8 +688,14 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 	stat_inc(&iv->ops);
 	sched_park_unlock(NULL);
 	/* Maybe on another VP now; @r is ours again. */
-	if (r->deadline && r->res == -ECANCELED)
-		return -ETIMEDOUT;
+	if (r->res == -ECANCELED) {
+		/* Its deadline's timeout, or an interruption. */
+		if (r->deadline && now_ns() >= r->deadline)
+			return -ETIMEDOUT;
+		if (io_intr_return())
+			return -EINTR;
+		return io_call(r);
+	}
 	if (r->res == -EINTR) { /* never returned: time out or go again */
 		if (r->deadline && now_ns() >= r->deadline)
 			return -ETIMEDOUT;
@@ -1079,6 +1156,7 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 	uint64_t end = pr->poll_end;
 	struct io_group g = { .ut = vp->cur };
 	int count = 0, err = 0;
+	bool interrupted;
 	uint32_t n = 0;
 
 	if (pr->deadline && pr->deadline < end)
@@ -1110,8 +1188,15 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 		for (;;)
 			sa_sleep_ns(UINT64_MAX);
 	}
-	for (uint32_t i = 0; i < n; i++)
+again:
+	if (!vp->io_inflight)
+		iv->intr_seen = atomic_load_explicit(&io.intr_epoch, memory_order_acquire);
+	for (uint32_t i = 0; i < n; i++) {
+		reqs[i].res = IO_RES_PENDING;
 		io_prep(io_sqe(iv), &reqs[i]);
+	}
+	g.done = 0;
+	g.cancelling = false;
 	vp->io_inflight += n;
 	atomic_store_explicit(&iv->ops, atomic_load_explicit(&iv->ops, memory_order_relaxed) + n,
 			      memory_order_relaxed);
@@ -1119,6 +1204,18 @@ static int io_ring_poll(struct vp *vp, struct io_vp *iv, struct io_req *pr)
 
 	for (nfds_t i = 0; i < nfds; i++)
 		fds[i].revents = 0;
+	interrupted = true; /* unless a member ended the group */
+	for (uint32_t i = 0; i < n; i++)
+		if (reqs[i].res != -ECANCELED)
+			interrupted = false;
+	if (interrupted) {
+		if (io_intr_return()) {
+			if (reqs != stack_reqs)
+				sa_mem_free(reqs, reqs_size);
+			return -EINTR;
+		}
+		goto again;
+	}
 	for (uint32_t i = 0; i < n; i++) {
 		struct io_req *m = &reqs[i];
 		short revents = 0;

@@ -56,4 +56,8 @@ static __always_inline bool io_pass_wanted(struct vp *vp)
 /* io_kick - wake @vp, which parks in its ring: one write(2). */
 void io_kick(struct vp *vp);
 
+void io_set_intr_hook(bool (*hook)(void));
+void io_fork_child(void);
+void io_interrupt(void);
+
 #endif /* SA_IO_IO_H */

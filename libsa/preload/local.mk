@@ -19,7 +19,12 @@ libsa_preload_la_SOURCES = \
 	libsa/preload/shim.h \
 	libsa/preload/real.h \
 	libsa/preload/preload.c \
-	libsa/preload/sync.c
+	libsa/preload/sync.c \
+	libsa/preload/io.c \
+	libsa/preload/cancel.c \
+	libsa/preload/thread.c \
+	libsa/preload/signal.c \
+	libsa/preload/c11.c
 libsa_preload_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden -fexceptions \
 	-Wno-nonnull-compare
 libsa_preload_la_LIBADD = libsa/preload/libsa-core-preload.la $(LIBURING_LIBS) -lpthread -ldl

@@ -59,22 +59,35 @@
  * libsa's magic).
  *
  * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
- * realtime clocks, usleep, sleep) and sched_yield park or requeue the
- * uthread instead of its VP.  Other blocking calls still block the
- * carrier.  They are routed later to libsa's io_uring layer (sa_read and
- * friends, which return -errno): read, write, pread, pwrite, readv, writev,
- * accept, accept4, connect, recv, recvfrom, recvmsg, send, sendto, sendmsg,
- * poll, ppoll, select, pselect, epoll_wait, epoll_pwait, open, openat,
- * close, fsync, fdatasync; each is a wrapper here of the same shape as
- * nanosleep(): a uthread goes to sa_*, anything else to the real function,
- * and the -errno becomes -1 with errno.  glibc's internal calls (stdio's
- * write, for one) do not come through the PLT; the activations layer's
- * blocked upcall covers them.
+ * realtime clocks, usleep, sleep) and the yields (sched_yield, and
+ * pthread_yield and thrd_yield, which glibc sends to the kernel's
+ * sched_yield directly) park or requeue the uthread instead of its VP.
+ * flockfile() waits by yielding (sync.c).  The blocking I/O calls (read, write,
+ * pread, pwrite, readv, writev, accept, accept4, connect, recv, recvfrom,
+ * recvmsg, send, sendto, sendmsg, poll, ppoll, select, epoll_wait,
+ * epoll_pwait) go to libsa's io_uring layer from a uthread (preload/io.c
+ * says how each maps and how EINTR is kept); anything else calls the C
+ * library.  glibc's internal calls (stdio's write, for one) do not come
+ * through the PLT, and the shim leaves open, close, fsync and wait alone;
+ * the activations layer's blocked upcall covers them.
  *
- * Not yet: pthread_cancel and cancellation points, C cleanup handlers and
- * forced unwinding at pthread_exit(), pthread_kill to a uthread, per-
- * uthread signal masks, pthread_setaffinity_np and scheduling parameters
- * on uthreads, robust mutexes' EOWNERDEAD, fork() in a threaded program.
+ * Joins with a time limit, scheduling parameters, affinity: thread.c.
+ * C11 <threads.h>, which glibc builds on its pthread functions out of the
+ * shim's sight: c11.c.
+ *
+ * pthread_exit() and cancellation: cancel.c.
+ *
+ * fork.  A child of fork() has one kernel thread, the caller's.  The
+ * shim's atfork child handler, registered first so that it runs before
+ * the program's child handlers, resets the runtime (rt_fork_child()): the
+ * caller goes on as a plain thread on its own stack and TLS block, and if
+ * it was a uthread, the runtime adopts it as its main uthread when the
+ * child starts threads again.  The C library's own fork does the rest:
+ * atfork handlers in POSIX order, its locks, the thread's tid.
+ *
+ * pthread_kill() and signal masks: signal.c.
+ *
+ * Not yet: robust mutexes' EOWNERDEAD, process-shared objects.
  * libsa-preload(7) lists them for users.
  */
 
@@ -82,6 +95,8 @@
 #include "preload/shim.h"
 
 #include <dlfcn.h>
+
+#include "io/io.h"
 
 struct preload_real preload_real;
 
@@ -132,6 +147,13 @@ static void real_init(void)
 	real_more.usleep = preload_real_sym("usleep");
 	real_more.sleep = preload_real_sym("sleep");
 	real_more.sem_init = preload_real_sym("sem_init");
+#define REAL(name) preload_real.name = preload_real_sym(#name)
+	REAL(read); REAL(write); REAL(pread); REAL(pwrite); REAL(readv); REAL(writev);
+	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
+	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
+	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(sigaction);
+	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
+#undef REAL
 	preload_sync_init_real();
 }
 
@@ -161,11 +183,18 @@ void __preload_start(void)
 			default_stack = sz;
 		pthread_attr_destroy(&a);
 	}
+	preload_io_init(); /* routed calls keep EINTR (preload/io.c) */
 	r = tls_enable();
 	if (r) {
 		fprintf(stderr, "libsa-preload: cannot start: %s\n", strerror(-r));
 		_exit(127);
 	}
+	preload_cancel_init();
+	preload_thread_init();
+	preload_signal_init();
+	/* First among the child handlers of the program's atfork handlers
+	 * (registered later, run later): they may take mutexes already. */
+	pthread_atfork(NULL, NULL, rt_fork_child);
 	atomic_store_explicit(&preload_state, PRELOAD_ON, memory_order_release);
 }
 
@@ -225,9 +254,47 @@ static int attr_to_sa(const pthread_attr_t *pa, sa_attr_t *a)
 	return 0;
 }
 
+/*
+ * attr_sched - the new thread's scheduling parameters and CPU set: the
+ * creator's, as a clone inherits them, unless @pa says otherwise
+ * (PTHREAD_EXPLICIT_SCHED, pthread_attr_setaffinity_np()).
+ */
+static int attr_sched(const pthread_attr_t *pa, struct preload_sched *s)
+{
+	int inherit = PTHREAD_INHERIT_SCHED;
+	cpu_set_t cpus;
+
+	*s = preload_sched_tls;
+	if (!pa)
+		return 0;
+	if (pthread_attr_getinheritsched(pa, &inherit) == 0 &&
+	    inherit == PTHREAD_EXPLICIT_SCHED) {
+		struct sched_param p;
+		int policy, r;
+
+		if (pthread_attr_getschedpolicy(pa, &policy) ||
+		    pthread_attr_getschedparam(pa, &p))
+			return EINVAL;
+		r = preload_sched_check(policy, p.sched_priority);
+		if (r)
+			return r;
+		s->policy = policy;
+		s->prio = p.sched_priority;
+	}
+	CPU_ZERO(&cpus);
+	if (pthread_attr_getaffinity_np(pa, sizeof(cpus), &cpus) == 0 && CPU_COUNT(&cpus)) {
+		if (preload_cpus_check(sizeof(cpus), &cpus))
+			return EINVAL;
+		s->cpus = cpus;
+		s->has_cpus = true;
+	}
+	return 0;
+}
+
 SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 			     void *(*fn)(void *), void *arg)
 {
+	struct preload_sched sched;
 	sa_uthread_t h;
 	sa_attr_t a;
 	void *tp = NULL;
@@ -239,9 +306,11 @@ SA_EXPORT int pthread_create(pthread_t *thread, const pthread_attr_t *pa,
 	if (unlikely(atomic_load_explicit(&rt.state, memory_order_acquire) != RT_RUNNING))
 		runtime_start();
 	r = attr_to_sa(pa, &a);
+	if (!r)
+		r = attr_sched(pa, &sched);
 	if (r)
 		return r;
-	r = ut_spawn(&h, &a, fn, arg, &tp);
+	r = preload_spawn(&h, &a, fn, arg, &sched, &tp);
 	if (r)
 		return r == -EINVAL ? EINVAL : EAGAIN;
 	*thread = (pthread_t)tp;
@@ -259,6 +328,7 @@ SA_EXPORT int pthread_join(pthread_t t, void **retval)
 	sa_uthread_t h;
 
 	preload_start();
+	preload_testcancel();
 	h = handle_of(t);
 	if (!h)
 		return t ? preload_real.pthread_join(t, retval) : ESRCH;
@@ -274,14 +344,6 @@ SA_EXPORT int pthread_detach(pthread_t t)
 	if (!h)
 		return t ? preload_real.pthread_detach(t) : ESRCH;
 	return -sa_detach(h);
-}
-
-SA_EXPORT void pthread_exit(void *retval)
-{
-	preload_start();
-	if (vp_self())
-		sa_exit(retval);
-	preload_real.pthread_exit(retval);
 }
 
 SA_EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
@@ -303,6 +365,15 @@ SA_EXPORT int pthread_getattr_np(pthread_t t, pthread_attr_t *attr)
 		r = pthread_attr_setstack(attr, lo, size);
 	if (!r)
 		r = pthread_attr_setguardsize(attr, guard);
+	if (!r) {
+		struct sched_param p = { .sched_priority = preload_sched_of(t)->prio };
+		cpu_set_t cpus;
+
+		pthread_attr_setschedpolicy(attr, preload_sched_of(t)->policy);
+		pthread_attr_setschedparam(attr, &p);
+		if (preload_cpus_of(t, sizeof(cpus), &cpus) == 0)
+			pthread_attr_setaffinity_np(attr, sizeof(cpus), &cpus);
+	}
 	return r;
 }
 
@@ -343,6 +414,21 @@ SA_EXPORT int sched_yield(void)
 	return (int)syscall(SYS_sched_yield);
 }
 
+/* glibc's own pthread_yield (a compat symbol since 2.34, which programs
+ * built before still call: sysbench) and C11 thrd_yield call the kernel's
+ * sched_yield directly, never the one above. */
+int preload_pthread_yield(void) __asm__("pthread_yield"); /* <pthread.h> renames it */
+SA_EXPORT int preload_pthread_yield(void)
+{
+	return sched_yield();
+}
+
+void thrd_yield(void);
+SA_EXPORT void thrd_yield(void)
+{
+	sched_yield();
+}
+
 static int sleep_ns(uint64_t ns)
 {
 	return sa_sleep_ns(ns);
@@ -367,6 +453,7 @@ SA_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 	preload_start();
 	if (!vp_self() || !req)
 		return real_more.nanosleep(req, rem);
+	preload_testcancel();
 	if (timespec_ns(req, &ns)) {
 		errno = EINVAL;
 		return -1;
@@ -382,6 +469,7 @@ SA_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *r
 	preload_start();
 	if (!vp_self() || !req || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
 		return preload_real.clock_nanosleep(clk, flags, req, rem);
+	preload_testcancel();
 	if (flags & TIMER_ABSTIME)
 		return -sa_sleep_until(clk, req);
 	if (timespec_ns(req, &ns))
@@ -394,6 +482,7 @@ SA_EXPORT int usleep(useconds_t us)
 	preload_start();
 	if (!vp_self())
 		return real_more.usleep(us);
+	preload_testcancel();
 	return sleep_ns((uint64_t)us * 1000);
 }
 
@@ -402,6 +491,7 @@ SA_EXPORT unsigned sleep(unsigned s)
 	preload_start();
 	if (!vp_self())
 		return real_more.sleep(s);
+	preload_testcancel();
 	sleep_ns((uint64_t)s * NSEC_PER_SEC);
 	return 0;
 }

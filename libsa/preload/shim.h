@@ -22,8 +22,61 @@ static __always_inline void preload_start(void)
 		__preload_start();
 }
 
+/* cancel.c: per-uthread cancellation state, in the shim's static TLS */
+struct preload_cancel {
+	_Atomic uint32_t pending;   /* pthread_cancel() asked */
+	uint32_t disabled;          /* PTHREAD_CANCEL_DISABLE */
+	uint32_t async;             /* PTHREAD_CANCEL_ASYNCHRONOUS */
+};
+extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_model("initial-exec")));
+
+/* signal.c: pthread_kill's pending signals and the mask, per uthread */
+struct preload_sig {
+	_Atomic uint64_t pending;   /* signal n is bit n - 1 */
+	uint64_t mask;              /* valid once mask_valid */
+	bool mask_valid;
+};
+extern __thread struct preload_sig preload_sig_tls __attribute__((tls_model("initial-exec")));
+void preload_signal_init(void);
+bool preload_sig_deliver(void);
+void preload_sig_inherit(struct preload_sig *child);
+bool preload_user_handler(int sig, uintptr_t *fn, int *flags);
+void __preload_testcancel(void);
+bool preload_cancel_wanted(void);
+void preload_cancel_init(void);
+
+/* thread.c: per-uthread scheduling parameters and CPU set, as reported */
+struct preload_sched {
+	int policy;                 /* SCHED_OTHER (0) until set */
+	int prio;
+	bool has_cpus;              /* else: the process's CPU set */
+	cpu_set_t cpus;
+};
+extern __thread struct preload_sched preload_sched_tls __attribute__((tls_model("initial-exec")));
+void preload_thread_init(void);
+struct preload_sched *preload_sched_of(pthread_t t);
+int preload_sched_check(int policy, int prio);
+int preload_cpus_check(size_t size, const cpu_set_t *set);
+int preload_cpus_of(pthread_t t, size_t size, cpu_set_t *set);
+
+int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
+		  const struct preload_sched *sched, void **tp);
+
+/*
+ * preload_testcancel - at a cancellation point: act on a pending request.
+ * Fast path: one TLS load and a branch.
+ */
+static __always_inline void preload_testcancel(void)
+{
+	if (unlikely(atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed) |
+		     atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed)))
+		__preload_testcancel();
+}
+
 /* sync.c */
 void preload_sync_init_real(void);
+/* io.c */
+void preload_io_init(void);
 /* preload.c */
 void *preload_real_sym(const char *name);
 int preload_real_sem_init(sem_t *s, int pshared, unsigned value);

@@ -32,6 +32,9 @@ static struct {
 	int (*sem_getvalue)(sem_t *, int *);
 } real_sem;
 
+static int (*real_ftrylockfile)(FILE *);
+static void (*real_flockfile)(FILE *);
+
 void preload_sync_init_real(void)
 {
 	real_sem.sem_destroy = preload_real_sym("sem_destroy");
@@ -41,6 +44,8 @@ void preload_sync_init_real(void)
 	real_sem.sem_clockwait = preload_real_sym("sem_clockwait");
 	real_sem.sem_post = preload_real_sym("sem_post");
 	real_sem.sem_getvalue = preload_real_sym("sem_getvalue");
+	real_flockfile = preload_real_sym("flockfile");
+	real_ftrylockfile = preload_real_sym("ftrylockfile");
 }
 
 static void pause_briefly(unsigned *spins)
@@ -67,6 +72,7 @@ static int obj_lazy_init(void *obj, _Atomic uint32_t *w, uint32_t magic,
 {
 	unsigned spins = 0;
 
+	preload_start(); /* a library's constructor may come first */
 	for (;;) {
 		uint32_t v = atomic_load_explicit(w, memory_order_acquire);
 
@@ -252,7 +258,12 @@ SA_EXPORT int pthread_cond_wait(pthread_cond_t *pc, pthread_mutex_t *pm)
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_wait(c, m);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_wait(c, m);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -264,7 +275,12 @@ SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_timedwait(c, m, abs);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_timedwait(c, m, abs);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -276,7 +292,12 @@ SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 
 	if (!r)
 		r = mutex_get(pm, &m);
-	return r ? r : -sa_cond_clockwait(c, m, clk, abs);
+	if (r)
+		return r;
+	preload_testcancel(); /* a cancellation point: the mutex is held */
+	r = -sa_cond_clockwait(c, m, clk, abs);
+	preload_testcancel();
+	return r;
 }
 
 SA_EXPORT int pthread_cond_signal(pthread_cond_t *pc)
@@ -547,6 +568,7 @@ SA_EXPORT int pthread_once(pthread_once_t *o, void (*fn)(void))
 {
 	if (!o || !fn)
 		return EINVAL;
+	preload_start();
 	for (;;) {
 		int s = atomic_load_explicit((_Atomic int *)o, memory_order_acquire);
 		struct once_bucket *b;
@@ -638,6 +660,7 @@ SA_EXPORT int sem_destroy(sem_t *s)
 
 SA_EXPORT int sem_wait(sem_t *s)
 {
+	preload_testcancel();
 	return sem_ours(s) ? sem_ret(sa_sem_wait((sa_sem_t *)s)) : real_sem.sem_wait(s);
 }
 
@@ -650,6 +673,7 @@ SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_timedwait(s, abs);
+	preload_testcancel();
 	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, CLOCK_REALTIME, abs));
 }
 
@@ -657,6 +681,7 @@ SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_clockwait(s, clk, abs);
+	preload_testcancel();
 	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, clk, abs));
 }
 
@@ -676,4 +701,26 @@ SA_EXPORT int sem_getvalue(sem_t *s, int *value)
 	if (!r)
 		*value = (int)v;
 	return sem_ret(r);
+}
+
+/* ------------------------------------------------------------------------
+ * stdio stream locks.  flockfile() is glibc's recursive lock, whose waiter
+ * blocks its kernel thread in a futex: a uthread that yields or parks
+ * while it holds a stream would stop, on every VP, each uthread that then
+ * wants the stream.  A uthread takes it with ftrylockfile() and yields
+ * while it is held; glibc still records the owner, so funlockfile() and
+ * the locking inside every stdio call stay glibc's.
+ */
+
+SA_EXPORT void flockfile(FILE *f)
+{
+	unsigned spins = 0;
+
+	preload_start();
+	if (!vp_self()) {
+		real_flockfile(f);
+		return;
+	}
+	while (real_ftrylockfile(f) != 0)
+		pause_briefly(&spins);
 }

@@ -1115,7 +1115,14 @@ void sched_upcall_preempted(struct vp *vp, ucontext_t *uc, bool io)
 		vp->need_resched = 1; /* and the slice ends at the next switch */
 		return;
 	}
-	if (text_in_libsa(pc) || (!rt.tls_mode && text_in_runtime(pc))) {
+	/* Nor in the C runtime.  Natively its per-thread state belongs to
+	 * the carrier (upcall.c).  In the TLS mode that state is the
+	 * uthread's, but the runtime's internal locks (a stdio stream's, a
+	 * malloc arena's, the loader's) are not libsa's: a uthread preempted
+	 * while it holds one stays off its VP while every other uthread
+	 * that wants the lock blocks its carrier in a futex, one blocked
+	 * hand-off after another, until the holder comes round again. */
+	if (text_in_libsa(pc) || text_in_runtime(pc)) {
 		/* Not here: end the slice at the next switch instead, which
 		 * a uthread that lives in libsa (a ping-pong) reaches soon. */
 		vp->need_resched = 1;

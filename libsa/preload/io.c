@@ -1,0 +1,573 @@
+/* io.c - libsa-preload.so: blocking libc I/O calls park the calling uthread, not its VP */
+
+/*
+ * Each call here is the C library's function of the same name for any
+ * thread that is not a uthread (vp_self() is NULL: the program before its
+ * first pthread_create(), threads the shim did not make, libsa's own
+ * workers).  On a uthread it is libsa's I/O call of the same meaning
+ * (<sa/io.h>), which parks the uthread while its VP runs others, and the
+ * -errno it returns becomes -1 with errno, as the system call's would.
+ *
+ * What stays exact.  A descriptor in O_NONBLOCK mode, or a call with
+ * MSG_DONTWAIT, makes the plain system call (the I/O layer checks), so
+ * EAGAIN, EINPROGRESS and partial transfers are the kernel's own.  Every
+ * error the kernel reports comes back with its errno.  A call that would
+ * not wait (a zero poll or epoll timeout, a ppoll or epoll_pwait with a
+ * signal mask to install) is the C library's.
+ *
+ * Signals.  A wait that a signal handler installed without SA_RESTART
+ * would have interrupted fails with EINTR: sigaction() here records those
+ * handlers and installs a wrapper in their place; the wrapper runs the
+ * handler and then io_interrupt(), which makes every routed wait in
+ * progress on a ring return EINTR, as a blocked thread that took the
+ * signal would.  (Which thread takes a process-wide signal is the
+ * kernel's choice under NPTL; here every waiting uthread sees it.)  A
+ * handler with SA_RESTART, as signal() installs, leaves the waits be.
+ * sigaction() reports the program's own handler, never the wrapper.
+ * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted.
+ *
+ * How each call maps.  read, write, pread, pwrite, readv, writev, accept,
+ * accept4, connect, recv, recvmsg, send and sendmsg have sa_* twins.
+ * recvfrom and sendto with an address become recvmsg and sendmsg with one
+ * buffer.  poll and ppoll are sa_poll; select becomes a poll of the same
+ * descriptors, its sets rebuilt from revents as Linux does (POLLNVAL is
+ * EBADF) and its timeout left holding the time not slept, as Linux leaves
+ * it.  epoll_wait waits for the epoll descriptor to become readable with
+ * sa_poll and then takes the events with a zero timeout.  The _FORTIFY_SOURCE
+ * variants (__read_chk, ...) check their buffer, as glibc's do, and go the
+ * same way.
+ */
+
+#define SA_PRELOAD_NO_REDIRECT
+#include "preload/shim.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "io/io.h"
+#include "sa/io.h"
+
+extern void __chk_fail(void) __attribute__((noreturn));
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
+ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
+ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+		       struct sockaddr *addr, socklen_t *len);
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen);
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		const sigset_t *mask, size_t fdslen);
+
+#define IO_POLL_STACK 64 /* select: pollfds on the stack */
+
+/* on_uthread - the shim runs, and the caller is a uthread. */
+static __always_inline bool on_uthread(void)
+{
+	preload_start();
+	return vp_self() != NULL;
+}
+
+static __always_inline ssize_t io_ret(ssize_t r)
+{
+	if (likely(r >= 0))
+		return r;
+	errno = (int)-r;
+	return -1;
+}
+
+/* ------------------------------------------------------------------------
+ * Reads and writes
+ */
+
+/* Signal handlers without SA_RESTART that ran (intr_wrapper()). */
+static _Atomic uint64_t sig_epoch;
+/* sig_epoch when the calling uthread's current wait began. */
+static __thread uint64_t wait_epoch __attribute__((tls_model("initial-exec")));
+
+/*
+ * intr_hook - asked by the I/O layer, on the uthread whose wait an
+ * interruption cancelled: end it with EINTR (a signal handler ran since
+ * the wait began, or a cancellation is to be acted on), or wait again?
+ */
+static bool intr_hook(void)
+{
+	bool intr = atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed) &&
+		    preload_sig_deliver(); /* pthread_kill's, on this uthread */
+
+	return intr || atomic_load(&sig_epoch) != wait_epoch || preload_cancel_wanted();
+}
+
+/**
+ * preload_io_init - have the I/O layer ask intr_hook() about interrupted
+ * waits.  At start-up.
+ */
+void preload_io_init(void)
+{
+	io_set_intr_hook(intr_hook);
+}
+
+/* wait_begin - a routed wait (a cancellation point) begins. */
+static __always_inline void wait_begin(void)
+{
+	preload_testcancel();
+	wait_epoch = atomic_load_explicit(&sig_epoch, memory_order_acquire);
+}
+
+/* wait_end - it ended with @r: act on a cancellation that interrupted it. */
+static __always_inline ssize_t wait_end(ssize_t r)
+{
+	if (unlikely(r == -EINTR))
+		preload_testcancel();
+	return io_ret(r);
+}
+
+#define WAIT_CALL(call)                         \
+	do {                                    \
+		ssize_t r_;                     \
+		wait_begin();                   \
+		r_ = (call);                    \
+		return wait_end(r_);            \
+	} while (0)
+
+SA_EXPORT ssize_t read(int fd, void *buf, size_t n)
+{
+	if (!on_uthread())
+		return preload_real.read(fd, buf, n);
+	WAIT_CALL(sa_read(fd, buf, n));
+}
+
+SA_EXPORT ssize_t write(int fd, const void *buf, size_t n)
+{
+	if (!on_uthread())
+		return preload_real.write(fd, buf, n);
+	WAIT_CALL(sa_write(fd, buf, n));
+}
+
+SA_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
+{
+	if (!on_uthread())
+		return preload_real.pread(fd, buf, n, off);
+	WAIT_CALL(sa_pread(fd, buf, n, off));
+}
+
+SA_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
+{
+	if (!on_uthread())
+		return preload_real.pwrite(fd, buf, n, off);
+	WAIT_CALL(sa_pwrite(fd, buf, n, off));
+}
+
+/* On x86-64 off_t is 64 bits: pread64 is pread. */
+SA_EXPORT ssize_t pread64(int fd, void *buf, size_t n, off_t off)
+{
+	return pread(fd, buf, n, off);
+}
+
+SA_EXPORT ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+	return pwrite(fd, buf, n, off);
+}
+
+SA_EXPORT ssize_t readv(int fd, const struct iovec *iov, int cnt)
+{
+	if (!on_uthread())
+		return preload_real.readv(fd, iov, cnt);
+	WAIT_CALL(sa_readv(fd, iov, cnt));
+}
+
+SA_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
+{
+	if (!on_uthread())
+		return preload_real.writev(fd, iov, cnt);
+	WAIT_CALL(sa_writev(fd, iov, cnt));
+}
+
+/* ------------------------------------------------------------------------
+ * Sockets
+ */
+
+SA_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
+{
+	if (!on_uthread())
+		return preload_real.accept(fd, addr, len);
+	WAIT_CALL(sa_accept(fd, addr, len, 0));
+}
+
+SA_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+	if (!on_uthread())
+		return preload_real.accept4(fd, addr, len, flags);
+	WAIT_CALL(sa_accept(fd, addr, len, flags));
+}
+
+SA_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+	if (!on_uthread())
+		return preload_real.connect(fd, addr, len);
+	WAIT_CALL(sa_connect(fd, addr, len));
+}
+
+SA_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
+{
+	if (!on_uthread())
+		return preload_real.recv(fd, buf, n, flags);
+	WAIT_CALL(sa_recv(fd, buf, n, flags));
+}
+
+SA_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *addr,
+			   socklen_t *len)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = n };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+	ssize_t r;
+
+	if (!on_uthread())
+		return preload_real.recvfrom(fd, buf, n, flags, addr, len);
+	if (!addr || !len)
+		WAIT_CALL(sa_recv(fd, buf, n, flags));
+	msg.msg_name = addr;
+	msg.msg_namelen = *len;
+	wait_begin();
+	r = sa_recvmsg(fd, &msg, flags);
+	if (r >= 0)
+		*len = msg.msg_namelen;
+	return wait_end(r);
+}
+
+SA_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+	if (!on_uthread())
+		return preload_real.recvmsg(fd, msg, flags);
+	WAIT_CALL(sa_recvmsg(fd, msg, flags));
+}
+
+SA_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
+{
+	if (!on_uthread())
+		return preload_real.send(fd, buf, n, flags);
+	WAIT_CALL(sa_send(fd, buf, n, flags));
+}
+
+SA_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags,
+			 const struct sockaddr *addr, socklen_t len)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = n };
+	struct msghdr msg = { .msg_name = (void *)addr, .msg_namelen = len,
+			      .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (!on_uthread())
+		return preload_real.sendto(fd, buf, n, flags, addr, len);
+	if (!addr)
+		WAIT_CALL(sa_send(fd, buf, n, flags));
+	WAIT_CALL(sa_sendmsg(fd, &msg, flags));
+}
+
+SA_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	if (!on_uthread())
+		return preload_real.sendmsg(fd, msg, flags);
+	WAIT_CALL(sa_sendmsg(fd, msg, flags));
+}
+
+/* ------------------------------------------------------------------------
+ * poll, ppoll, select, epoll_wait
+ */
+
+SA_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+	if (!on_uthread() || timeout_ms == 0)
+		return preload_real.poll(fds, n, timeout_ms);
+	WAIT_CALL(sa_poll(fds, n, timeout_ms));
+}
+
+/* ts_ms - @ts as milliseconds for sa_poll, rounded up; -1 for NULL. */
+static int ts_ms(const struct timespec *ts)
+{
+	uint64_t ms;
+
+	if (!ts)
+		return -1;
+	ms = (uint64_t)ts->tv_sec * 1000 + ((uint64_t)ts->tv_nsec + 999999) / 1000000;
+	return ms > INT32_MAX ? INT32_MAX : (int)ms;
+}
+
+SA_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+		    const sigset_t *mask)
+{
+	if (!on_uthread() || mask || (ts && !ts->tv_sec && !ts->tv_nsec) ||
+	    (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)))
+		return preload_real.ppoll(fds, n, ts, mask);
+	WAIT_CALL(sa_poll(fds, n, ts_ms(ts)));
+}
+
+#define SEL_IN (POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR)
+#define SEL_OUT (POLLOUT | POLLWRNORM | POLLWRBAND | POLLERR)
+#define SEL_EX POLLPRI
+
+SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+	struct pollfd stack_fds[IO_POLL_STACK], *fds = stack_fds;
+	uint64_t start;
+	int n = 0, ms = -1, r, count = 0;
+
+	if (!on_uthread() || nfds < 0 || nfds > FD_SETSIZE ||
+	    (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || (!tv->tv_sec && !tv->tv_usec))))
+		return preload_real.select(nfds, rd, wr, ex, tv);
+	for (int fd = 0; fd < nfds; fd++)
+		n += (rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
+		     (ex && FD_ISSET(fd, ex));
+	if (n > IO_POLL_STACK) {
+		fds = malloc((size_t)n * sizeof(*fds));
+		if (!fds) {
+			errno = ENOMEM;
+			return -1;
+		}
+	}
+	n = 0;
+	for (int fd = 0; fd < nfds; fd++) {
+		short ev = (short)(((rd && FD_ISSET(fd, rd)) ? POLLIN : 0) |
+				   ((wr && FD_ISSET(fd, wr)) ? POLLOUT : 0) |
+				   ((ex && FD_ISSET(fd, ex)) ? POLLPRI : 0));
+
+		if (ev)
+			fds[n++] = (struct pollfd){ .fd = fd, .events = ev };
+	}
+	if (tv) {
+		uint64_t t = (uint64_t)tv->tv_sec * 1000 + ((uint64_t)tv->tv_usec + 999) / 1000;
+
+		ms = t > INT32_MAX ? INT32_MAX : (int)t;
+	}
+	start = now_ns();
+	wait_begin();
+	r = sa_poll(fds, (nfds_t)n, ms);
+	if (r == -EINTR)
+		preload_testcancel();
+	for (int i = 0; r > 0 && i < n; i++) {
+		if (fds[i].revents & POLLNVAL)
+			r = -EBADF;
+	}
+	if (r >= 0) {
+		if (rd)
+			FD_ZERO(rd);
+		if (wr)
+			FD_ZERO(wr);
+		if (ex)
+			FD_ZERO(ex);
+		for (int i = 0; r > 0 && i < n; i++) {
+			short re = fds[i].revents;
+
+			if (rd && (fds[i].events & POLLIN) && (re & SEL_IN)) {
+				FD_SET(fds[i].fd, rd);
+				count++;
+			}
+			if (wr && (fds[i].events & POLLOUT) && (re & SEL_OUT)) {
+				FD_SET(fds[i].fd, wr);
+				count++;
+			}
+			if (ex && (fds[i].events & POLLPRI) && (re & SEL_EX)) {
+				FD_SET(fds[i].fd, ex);
+				count++;
+			}
+		}
+		r = count;
+	}
+	if (tv) {
+		uint64_t slept = now_ns() - start;
+		uint64_t want = (uint64_t)tv->tv_sec * NSEC_PER_SEC + (uint64_t)tv->tv_usec * 1000;
+		uint64_t left = slept >= want ? 0 : want - slept;
+
+		tv->tv_sec = (time_t)(left / NSEC_PER_SEC);
+		tv->tv_usec = (suseconds_t)(left % NSEC_PER_SEC / 1000);
+	}
+	if (fds != stack_fds)
+		free(fds);
+	return (int)io_ret(r);
+}
+
+/* epoll_park - wait for @epfd's events: readable, then a look without waiting. */
+static int epoll_park(int epfd, struct epoll_event *ev, int max, int timeout_ms)
+{
+	uint64_t end = timeout_ms < 0 ? DEADLINE_NONE :
+		       now_ns() + (uint64_t)timeout_ms * 1000000ull;
+	int r;
+
+	wait_begin();
+	for (;;) {
+		struct pollfd p = { .fd = epfd, .events = POLLIN };
+		int ms = -1;
+
+		r = preload_real.epoll_wait(epfd, ev, max, 0);
+		if (r != 0)
+			break;
+		if (end != DEADLINE_NONE) {
+			uint64_t now = now_ns();
+
+			if (now >= end)
+				break;
+			ms = (int)((end - now + 999999) / 1000000);
+		}
+		r = sa_poll(&p, 1, ms);
+		if (r < 0)
+			return (int)wait_end(r);
+	}
+	return r;
+}
+
+SA_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout_ms)
+{
+	if (!on_uthread() || timeout_ms == 0)
+		return preload_real.epoll_wait(epfd, ev, max, timeout_ms);
+	return epoll_park(epfd, ev, max, timeout_ms);
+}
+
+SA_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout_ms,
+			  const sigset_t *mask)
+{
+	if (!on_uthread() || timeout_ms == 0 || mask)
+		return preload_real.epoll_pwait(epfd, ev, max, timeout_ms, mask);
+	return epoll_park(epfd, ev, max, timeout_ms);
+}
+
+/* ------------------------------------------------------------------------
+ * _FORTIFY_SOURCE variants: check the buffer as glibc does, then as above.
+ */
+
+SA_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return read(fd, buf, n);
+}
+
+SA_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return pread(fd, buf, n, off);
+}
+
+SA_EXPORT ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen)
+{
+	if (n > buflen)
+		__chk_fail();
+	return pread(fd, buf, n, off);
+}
+
+SA_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recv(fd, buf, n, flags);
+}
+
+SA_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
+				 struct sockaddr *addr, socklen_t *len)
+{
+	if (n > buflen)
+		__chk_fail();
+	return recvfrom(fd, buf, n, flags, addr, len);
+}
+
+SA_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return poll(fds, n, timeout_ms);
+}
+
+SA_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *ts,
+			  const sigset_t *mask, size_t fdslen)
+{
+	if (fdslen / sizeof(*fds) < n)
+		__chk_fail();
+	return ppoll(fds, n, ts, mask);
+}
+
+/* ------------------------------------------------------------------------
+ * Signal handlers without SA_RESTART
+ */
+
+/* The program's handler per signal, for those the wrapper stands in for. */
+static struct {
+	_Atomic uintptr_t fn;  /* sa_sigaction or sa_handler, by ->flags */
+	_Atomic int flags;
+} user_act[_NSIG];
+
+static void intr_wrapper(int sig, siginfo_t *si, void *uc)
+{
+	uintptr_t fn = atomic_load(&user_act[sig].fn);
+	int saved = errno;
+
+	if (fn) {
+		errno = saved;
+		if (atomic_load(&user_act[sig].flags) & SA_SIGINFO)
+			((void (*)(int, siginfo_t *, void *))fn)(sig, si, uc);
+		else
+			((void (*)(int))fn)(sig);
+		saved = errno;
+	}
+	atomic_fetch_add_explicit(&sig_epoch, 1, memory_order_release);
+	io_interrupt();
+	errno = saved;
+}
+
+/**
+ * preload_user_handler - the program's handler for @sig if the shim's
+ * wrapper stands in for it: @fn and its @flags.  False otherwise.
+ */
+bool preload_user_handler(int sig, uintptr_t *fn, int *flags)
+{
+	struct sigaction cur;
+
+	if (sig <= 0 || sig >= _NSIG || preload_real.sigaction(sig, NULL, &cur) ||
+	    !(cur.sa_flags & SA_SIGINFO) || cur.sa_sigaction != intr_wrapper)
+		return false;
+	*fn = atomic_load(&user_act[sig].fn);
+	*flags = atomic_load(&user_act[sig].flags);
+	return *fn != 0;
+}
+
+SA_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	struct sigaction mine, prev;
+	bool wrap;
+	int r;
+
+	preload_start();
+	if (sig <= 0 || sig >= _NSIG)
+		return preload_real.sigaction(sig, act, old);
+	wrap = act && !(act->sa_flags & SA_RESTART) && act->sa_handler != SIG_DFL &&
+	       act->sa_handler != SIG_IGN;
+	if (wrap) {
+		mine = *act;
+		mine.sa_flags |= SA_SIGINFO;
+		mine.sa_sigaction = intr_wrapper;
+		atomic_store(&user_act[sig].flags, act->sa_flags);
+		atomic_store(&user_act[sig].fn, (act->sa_flags & SA_SIGINFO) ?
+						(uintptr_t)act->sa_sigaction :
+						(uintptr_t)act->sa_handler);
+	}
+	r = preload_real.sigaction(sig, wrap ? &mine : act, &prev);
+	if (r)
+		return r;
+	if (old) {
+		*old = prev;
+		if ((prev.sa_flags & SA_SIGINFO) && prev.sa_sigaction == intr_wrapper) {
+			int fl = atomic_load(&user_act[sig].flags);
+
+			old->sa_flags = fl;
+			if (fl & SA_SIGINFO)
+				old->sa_sigaction = (void (*)(int, siginfo_t *, void *))
+						    atomic_load(&user_act[sig].fn);
+			else
+				old->sa_handler = (void (*)(int))atomic_load(&user_act[sig].fn);
+		}
+	}
+	if (act && !wrap)
+		atomic_store(&user_act[sig].fn, 0);
+	return 0;
+}
