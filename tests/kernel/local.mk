@@ -10,6 +10,7 @@ EXTRA_DIST += \
 	tests/kernel/check-console \
 	tests/kernel/bench-kernel \
 	tests/kernel/init \
+	tests/kernel/run-one \
 	tests/kernel/smoke \
 	tests/kernel/sa.fragment \
 	tests/kernel/sa-debug.fragment \
