@@ -35,6 +35,6 @@ list-tests:
 
 clean-local: clean-kernel-logs
 clean-kernel-logs:
-	-rm -rf tests/kernel/logs tests/kernel/bench-logs
+	-rm -rf tests/kernel/logs tests/kernel/logs-debug tests/kernel/bench-logs
 
 .PHONY: check-kernel bench-kernel list-tests clean-kernel-logs
