@@ -1,0 +1,40 @@
+# tests/kernel/local.mk - the QEMU kernel harness: make check-kernel, make bench-kernel (not part of make check)
+#
+# Both boot a kernel built from Debian's linux-source-6.1 plus
+# kernel-patches/ under qemu-system-x86_64 (TCG) and need the packages of
+# tools/install-deps; the kernel is cached in $KERNEL_CACHE.  Extra options
+# for tests/kernel/check-kernel go in CHECK_KERNEL_FLAGS (e.g. --debug).
+EXTRA_DIST += \
+	tests/kernel/check-kernel \
+	tests/kernel/mkinitramfs \
+	tests/kernel/check-console \
+	tests/kernel/bench-kernel \
+	tests/kernel/init \
+	tests/kernel/run-one \
+	tests/kernel/smoke \
+	tests/kernel/sa.fragment \
+	tests/kernel/sa-debug.fragment \
+	tests/kernel/bench/pingpong.c
+
+CHECK_KERNEL_FLAGS =
+KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
+
+check-kernel: all
+	$(top_srcdir)/tests/kernel/check-kernel --only all \
+		--libsa-build $(abs_top_builddir) --log-dir $(KERNEL_LOGS) \
+		$(CHECK_KERNEL_FLAGS)
+
+bench-kernel:
+	$(top_srcdir)/tests/kernel/bench-kernel \
+		--log-dir $(abs_top_builddir)/tests/kernel/bench-logs \
+		$(CHECK_KERNEL_FLAGS)
+
+# The programs make check runs, for the harness to copy into its guest.
+list-tests:
+	@echo $(TESTS)
+
+clean-local: clean-kernel-logs
+clean-kernel-logs:
+	-rm -rf tests/kernel/logs tests/kernel/logs-debug tests/kernel/bench-logs
+
+.PHONY: check-kernel bench-kernel list-tests clean-kernel-logs
