@@ -4,6 +4,8 @@ dist_man_MANS += \
 	man/libsa.7 \
 	man/libsa-preload.7 \
 	man/sa-run.1 \
+	man/sa_create.2 \
+	man/sa_ctl.2 \
 	man/sa_accept.3 \
 	man/sa_attr_init.3 \
 	man/sa_attr_setdetached.3 \
