@@ -365,6 +365,24 @@ Test(preempt, registers_survive_preemption, .timeout = 60)
 	cr_assert_gt(h_stats().preemptions - a.preemptions, 1u);
 }
 
+/*
+ * errno read and written through functions the compiler cannot inline:
+ * errno is *__errno_location(), a const function, so a loop may keep the
+ * address it returned - the carrying kernel thread's errno - across a
+ * preemption that moves the uthread to another VP, and then see whatever
+ * the uthread now running on the old VP writes there.  Preemption keeps a
+ * uthread's errno value (sched_preempt_yield), not that address.
+ */
+static __attribute__((noinline)) int errno_get(void)
+{
+	return errno;
+}
+
+static __attribute__((noinline)) void errno_set(int e)
+{
+	errno = e;
+}
+
 /* The rounding mode (MXCSR) and errno are the uthread's own. */
 static void *rounding_and_errno(void *arg)
 {
@@ -374,14 +392,14 @@ static void *rounding_and_errno(void *arg)
 
 	(void)arg;
 	UT_CHECK_EQ(fesetround(FE_UPWARD), 0);
-	errno = 4242;
+	errno_set(4242);
 	up = one / three;
 	while (h_mono() < until) {
 		float q = one / three;
 
-		if (q != up || errno != 4242) {
+		if (q != up || errno_get() != 4242) {
 			UT_CHECK(q == up);
-			UT_CHECK_EQ(errno, 4242);
+			UT_CHECK_EQ(errno_get(), 4242);
 			break;
 		}
 	}
@@ -396,7 +414,7 @@ static void *default_rounding_spinner(void *arg)
 	(void)arg;
 	while (h_mono() < until) {
 		UT_CHECK_EQ(fegetround(), FE_TONEAREST);
-		errno = 7;
+		errno_set(7);
 	}
 	return NULL;
 }
