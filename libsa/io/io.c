@@ -611,10 +611,9 @@ void io_interrupt(void)
 	atomic_fetch_add_explicit(&io.intr_epoch, 1, memory_order_release);
 	for (uint32_t i = 0; i < rt.nvps; i++) {
 		struct io_vp *iv = rt.vps[i].io;
-		uint64_t one = 1;
 
-		if (iv && iv->ok && write(iv->efd, &one, sizeof(one)) < 0)
-			continue; /* the eventfd cannot overflow from 1s in practice */
+		if (iv && iv->ok)
+			io_kick(&rt.vps[i]);
 	}
 }
 
