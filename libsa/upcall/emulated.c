@@ -398,15 +398,6 @@ static void wd_io(struct vp *vp, struct act *a)
 	act_signal(a, &io_cookie);
 }
 
-/* any_vp_unparked - is some VP out of its park (and so maybe busy)? */
-static bool any_vp_unparked(void)
-{
-	for (uint32_t i = 0; i < rt.nvps; i++)
-		if (!atomic_load_explicit(&rt.vps[i].parked, memory_order_relaxed))
-			return true;
-	return false;
-}
-
 static void *watchdog_main(void *arg)
 {
 	uint64_t idle_rounds = 0;
@@ -437,7 +428,8 @@ static void *watchdog_main(void *arg)
 
 			atomic_store_explicit(&upcall_wd_backoff, 1, memory_order_relaxed);
 			smp_mb(); /* the flag before the last look at the VPs */
-			if (!any_vp_unparked())
+			/* Every VP still parked (the idle count, sched.c)? */
+			if (atomic_load(&rt.nr_idle) >= rt.nvps)
 				futex_wait(&wd_word, w, &ts);
 			atomic_store_explicit(&upcall_wd_backoff, 0, memory_order_relaxed);
 		} else {
