@@ -71,14 +71,6 @@ static __always_inline bool on_uthread(void)
 	return vp_self() != NULL;
 }
 
-static __always_inline ssize_t io_ret(ssize_t r)
-{
-	if (likely(r >= 0))
-		return r;
-	errno = (int)-r;
-	return -1;
-}
-
 /* ------------------------------------------------------------------------
  * Reads and writes
  */
@@ -122,7 +114,7 @@ static __always_inline ssize_t wait_end(ssize_t r)
 {
 	if (unlikely(r == -EINTR))
 		preload_testcancel();
-	return io_ret(r);
+	return preload_errno_ret(r);
 }
 
 #define WAIT_CALL(call)                         \
@@ -385,7 +377,7 @@ SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 	}
 	if (fds != stack_fds)
 		free(fds);
-	return (int)io_ret(r);
+	return (int)preload_errno_ret(r);
 }
 
 /* epoll_park - wait for @epfd's events: readable, then a look without waiting. */

@@ -73,6 +73,18 @@ static __always_inline void preload_testcancel(void)
 		__preload_testcancel();
 }
 
+/*
+ * preload_errno_ret - a libsa result (>= 0, or -errno) as the C library
+ * returns it: the value, or -1 with errno set.
+ */
+static __always_inline long preload_errno_ret(long r)
+{
+	if (likely(r >= 0))
+		return r;
+	errno = (int)-r;
+	return -1;
+}
+
 /* sync.c */
 void preload_sync_init_real(void);
 /* io.c */

@@ -634,39 +634,31 @@ static __always_inline bool sem_ours(sem_t *s)
 				SA__MAGIC_SEM);
 }
 
-static int sem_ret(int r)
-{
-	if (!r)
-		return 0;
-	errno = -r;
-	return -1;
-}
-
 SA_EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
 {
 	preload_start();
 	if (pshared)
 		return preload_real_sem_init(s, pshared, value);
 	if (!s || value > SEM_VALUE_MAX)
-		return sem_ret(-EINVAL);
+		return preload_errno_ret(-EINVAL);
 	memset(s, 0, sizeof(*s));
-	return sem_ret(sa_sem_init((sa_sem_t *)s, value));
+	return preload_errno_ret(sa_sem_init((sa_sem_t *)s, value));
 }
 
 SA_EXPORT int sem_destroy(sem_t *s)
 {
-	return sem_ours(s) ? sem_ret(sa_sem_destroy((sa_sem_t *)s)) : real_sem.sem_destroy(s);
+	return sem_ours(s) ? preload_errno_ret(sa_sem_destroy((sa_sem_t *)s)) : real_sem.sem_destroy(s);
 }
 
 SA_EXPORT int sem_wait(sem_t *s)
 {
 	preload_testcancel();
-	return sem_ours(s) ? sem_ret(sa_sem_wait((sa_sem_t *)s)) : real_sem.sem_wait(s);
+	return sem_ours(s) ? preload_errno_ret(sa_sem_wait((sa_sem_t *)s)) : real_sem.sem_wait(s);
 }
 
 SA_EXPORT int sem_trywait(sem_t *s)
 {
-	return sem_ours(s) ? sem_ret(sa_sem_trywait((sa_sem_t *)s)) : real_sem.sem_trywait(s);
+	return sem_ours(s) ? preload_errno_ret(sa_sem_trywait((sa_sem_t *)s)) : real_sem.sem_trywait(s);
 }
 
 SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
@@ -674,7 +666,7 @@ SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 	if (!sem_ours(s))
 		return real_sem.sem_timedwait(s, abs);
 	preload_testcancel();
-	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, CLOCK_REALTIME, abs));
+	return preload_errno_ret(sa_sem_timedwait((sa_sem_t *)s, CLOCK_REALTIME, abs));
 }
 
 SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
@@ -682,12 +674,12 @@ SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 	if (!sem_ours(s))
 		return real_sem.sem_clockwait(s, clk, abs);
 	preload_testcancel();
-	return sem_ret(sa_sem_timedwait((sa_sem_t *)s, clk, abs));
+	return preload_errno_ret(sa_sem_timedwait((sa_sem_t *)s, clk, abs));
 }
 
 SA_EXPORT int sem_post(sem_t *s)
 {
-	return sem_ours(s) ? sem_ret(sa_sem_post((sa_sem_t *)s)) : real_sem.sem_post(s);
+	return sem_ours(s) ? preload_errno_ret(sa_sem_post((sa_sem_t *)s)) : real_sem.sem_post(s);
 }
 
 SA_EXPORT int sem_getvalue(sem_t *s, int *value)
@@ -700,7 +692,7 @@ SA_EXPORT int sem_getvalue(sem_t *s, int *value)
 	r = sa_sem_getvalue((sa_sem_t *)s, &v);
 	if (!r)
 		*value = (int)v;
-	return sem_ret(r);
+	return preload_errno_ret(r);
 }
 
 /* ------------------------------------------------------------------------
