@@ -1163,9 +1163,21 @@ bool sched_redirect_to_stub(struct uthread *ut, ucontext_t *uc)
  * uthread's stack: run due timers, let an idle VP know that work is
  * queued, and yield to the class's queue.
  */
+/*
+ * errno_slot - the calling kernel thread's errno.  errno is
+ * *__errno_location(), a const function, so within one function the
+ * compiler computes its address once; across a switch that may have moved
+ * the uthread to another VP's kernel thread that address is the old one's.
+ * Out of line and out of IPA's sight, each call asks afresh.
+ */
+static __attribute__((noipa)) int *errno_slot(void)
+{
+	return &errno;
+}
+
 void sched_preempt_yield(void)
 {
-	int saved_errno = errno; /* libc's errno is the activation's */
+	int saved_errno = *errno_slot(); /* libc's errno is the activation's */
 	struct vp *vp = vp_self();
 	uint64_t t = atomic_load_explicit(&vp->timer_next, memory_order_relaxed);
 
@@ -1174,7 +1186,7 @@ void sched_preempt_yield(void)
 	if (rq_mask(vp) && rt.nvps > 1)
 		wake_idle();
 	sched_yield_cur();
-	errno = saved_errno;
+	*errno_slot() = saved_errno; /* on the VP it runs on now */
 }
 
 /** sched_wake_all_idle - wake every parked VP (runtime shutdown). */
