@@ -239,6 +239,8 @@ enum ut_flags {
 	UTF_EXTERNAL = 1u << 2, /* a kernel thread that is not a uthread */
 	UTF_IDLE = 1u << 3,     /* a VP's idle context */
 	UTF_TLS = 1u << 4,      /* runs on a TLS block of its own (->tp, tls.c) */
+	UTF_KPARKED = 1u << 5,  /* its context is an activation parked in the
+				 * kernel (->kact): run by switching to it */
 };
 
 struct vp;
@@ -288,6 +290,7 @@ struct __cacheline_aligned uthread {
 	_Atomic uint32_t park_word; /* external threads park on this futex */
 	struct key_block **keys;    /* per-uthread key values */
 	uint64_t io_deadline;       /* sa_io_set_deadline(), monotonic ns or 0 */
+	struct act *kact;           /* UTF_KPARKED: the activation that holds it */
 };
 
 #define UT_ID_MAX 0x7ffffffeu
@@ -535,6 +538,13 @@ struct act {
 	uint64_t seen_switches, seen_since;
 	struct uthread *seen_cur;
 	uint64_t unblock_seen;        /* when it was first seen back from the kernel */
+	/* the kernel backend's view (upcall/kernel.c) */
+	int kid;                      /* its id in the kernel's group, -1: none */
+	_Atomic uint32_t khandled;    /* a spare is dealing with its block */
+	_Atomic uint32_t kclaim;      /* its uthread was made runnable */
+	uint64_t kmb_seq;             /* the last mailbox it acted on */
+	struct uthread *resume;       /* act_resume_parked(): whom it hands on */
+	struct sa_ctx fresh;          /* a context on its own stack */
 };
 
 _Static_assert(offsetof(struct vp, cur) == 0, "vp: cur first");

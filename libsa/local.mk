@@ -26,6 +26,7 @@ libsa_la_SOURCES = \
 	libsa/critsec/critsec.c \
 	libsa/critsec/exit.S \
 	libsa/upcall/upcall.h \
+	libsa/upcall/sa_abi.h \
 	libsa/upcall/upcall.c \
 	libsa/upcall/emulated.c \
 	libsa/upcall/act.c \

@@ -175,6 +175,7 @@ void rt_fork_child(void)
 	keys_fork_child();
 	stack_fork_child();
 	io_fork_child();
+	upcall_fork_child();
 }
 
 /* rt_run - the VPs run: start the backend's helpers.  Failing here leaves
@@ -207,7 +208,7 @@ static int rt_init(unsigned n)
 	}
 	if (n == 0 || n > SA_VPS_MAX)
 		return -EINVAL;
-	r = upcall_init();
+	r = upcall_init(n);
 	if (r)
 		return r;
 	r = io_init(); /* I/O: the backend, from $SA_IO and a probe */

@@ -290,6 +290,8 @@ static void vp_kick(struct vp *v)
 	/* I/O: a VP with I/O in flight parks in its ring (io/io.c). */
 	if (atomic_load_explicit(&v->park_ring, memory_order_relaxed))
 		io_kick(v);
+	else if (unlikely(upcall_kernel_on))
+		kernel_kick(v);
 	else
 		futex_wake(&v->park_word, 1);
 	if (me)
@@ -391,9 +393,14 @@ static __always_inline void switch_to(struct vp *vp, struct uthread *prev,
 	WRITE_ONCE(vp->cur, next); /* the watchdog samples it */
 	if (!(prev->flags & UTF_IDLE) && !(next->flags & UTF_IDLE))
 		stat_inc(&vp->stats.switches);
-	san_switch_begin(prev, next, prev_dies);
-	tls_switch(vp, prev, next);
-	sa_ctx_switch(&prev->ctx, &next->ctx);
+	if (unlikely(next->flags & UTF_KPARKED)) {
+		/* Its activation is parked in the kernel (act.c). */
+		act_resume_parked(vp, prev, next, prev_dies);
+	} else {
+		san_switch_begin(prev, next, prev_dies);
+		tls_switch(vp, prev, next);
+		sa_ctx_switch(&prev->ctx, &next->ctx);
+	}
 	/* Running as prev again, maybe on another VP. */
 	san_switch_end(prev);
 	sched_finish_switch();
@@ -894,6 +901,8 @@ static bool any_work(void)
 
 static struct uthread *find_work(struct vp *vp)
 {
+	if (unlikely(upcall_kernel_on))
+		kernel_poll(); /* events: a parked activation's uthread to run */
 	uint64_t next_timer = timers_next_deadline();
 	struct uthread *ut;
 
@@ -972,7 +981,23 @@ static void vp_park(struct vp *vp)
 		long r;
 
 		if (ring) { /* I/O: completions end the park too */
-			if (io_idle_wait(vp, deadline))
+			bool done;
+
+			if (unlikely(upcall_kernel_on)) {
+				/* A quiet wait: the kernel backend's events do
+				 * not end it, so it is bounded (kernel.c). */
+				kernel_quiet(vp, true);
+				done = io_idle_wait(vp, kernel_ring_deadline(deadline));
+				kernel_quiet(vp, false);
+			} else {
+				done = io_idle_wait(vp, deadline);
+			}
+			if (done)
+				break;
+			continue;
+		}
+		if (unlikely(upcall_kernel_on)) {
+			if (kernel_park(vp, deadline))
 				break;
 			continue;
 		}

@@ -122,6 +122,7 @@ struct act *act_new(void)
 	a->idle->flags = UTF_IDLE;
 	WRITE_ONCE(a->idle->state, UT_RUNNING);
 	a->fd_syscall = a->fd_schedstat = -1;
+	a->kid = -1;
 	spin_lock(&rt.act_lock);
 	if (rt.nacts == SA_ACTS_MAX) {
 		spin_unlock(&rt.act_lock);
@@ -244,6 +245,10 @@ static struct vp *act_spare_wait(struct act *a)
 {
 	struct vp *vp;
 
+	if (upcall_backend->spare_wait) {
+		atomic_store_explicit(&a->state, ACT_SPARE, memory_order_relaxed);
+		return upcall_backend->spare_wait(a);
+	}
 	atomic_store_explicit(&a->wake, 0, memory_order_relaxed);
 	spin_lock(&rt.act_lock);
 	if (rt.nspares >= SPARES_MAX || atomic_load(&rt.stopping)) {
@@ -298,6 +303,10 @@ void act_wake_spares(void)
 {
 	struct act *a;
 
+	if (upcall_backend && upcall_backend->wake_spares) {
+		upcall_backend->wake_spares();
+		return;
+	}
 	while ((a = act_spare_get()) != NULL) {
 		atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
 		atomic_store_explicit(&a->wake, 1, memory_order_release);
@@ -305,20 +314,11 @@ void act_wake_spares(void)
 	}
 }
 
-static void act_run(struct act *a)
-{
-	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+/* act_end - the activation stops carrying VPs for good. */
+static void act_end(struct act *a) __attribute__((noreturn));
 
-	for (;;) {
-		if (!vp)
-			vp = act_spare_wait(a);
-		if (!vp)
-			break;
-		act_carry(a, vp);
-		sched_upcall_add_processor(vp); /* returns when the runtime stops */
-		upcall_leave(a);
-		break;
-	}
+static void act_end(struct act *a)
+{
 	/*
 	 * The main thread is an activation too (VP 0's first carrier), but
 	 * its kernel stack is the main uthread's stack, which may be running
@@ -329,6 +329,28 @@ static void act_run(struct act *a)
 		for (;;)
 			futex_wait(&a->wake, 2, NULL);
 	pthread_exit(NULL);
+}
+
+static void act_run(struct act *a)
+{
+	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+
+	if (!vp)
+		vp = act_spare_wait(a);
+	if (vp) {
+		act_carry(a, vp);
+		sched_upcall_add_processor(vp); /* returns when the runtime stops */
+		upcall_leave(a);
+	}
+	act_end(a);
+}
+
+/** act_run_spare - the caller, an activation that carries no VP, waits
+ * as a spare and carries what it is given. */
+void act_run_spare(struct act *a)
+{
+	atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
+	act_run(a);
 }
 
 /* ------------------------------------------------------------------------
@@ -367,7 +389,8 @@ bool act_takeover_begin(struct act *a)
 
 /**
  * act_takeover_end - step 4: @commit gives @a's VP to spare @s (blocked
- * upcall), else the VP stays with @a and @s goes back to the pool.
+ * upcall), else the VP stays with @a and @s (if any) goes back to the
+ * pool.
  */
 void act_takeover_end(struct act *a, struct act *s, bool commit)
 {
@@ -376,17 +399,29 @@ void act_takeover_end(struct act *a, struct act *s, bool commit)
 	if (!commit) {
 		act_publish_vp(a, vp);
 		atomic_store(&a->handshake, 0);
-		act_spare_give(s, NULL);
+		if (s)
+			act_spare_give(s, NULL);
 		return;
 	}
+	act_takeover_commit(a);
+	upcall_backend->displaced(a);
+	act_spare_give(s, vp);
+}
+
+/**
+ * act_takeover_commit - step 4's commit on stuck activation @a, whose VP
+ * the caller gives to a spare: @a is ACT_BLOCKED with its uthread.
+ */
+void act_takeover_commit(struct act *a)
+{
+	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
+
 	a->blocked = vp->cur;
 	__atomic_store_n(&a->unblock_seen, 0, __ATOMIC_RELAXED);
 	atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
 	atomic_store(&a->state, ACT_BLOCKED);
 	atomic_store(&a->handshake, 0);
 	atomic_fetch_add(&rt.blocked_handoffs, 1);
-	upcall_backend->displaced(a);
-	act_spare_give(s, vp);
 }
 
 /* Fresh context of an activation whose uthread came back: publish the
@@ -400,6 +435,8 @@ static void act_unblocked_entry(void)
 	san_switch_end(a->idle);
 	act_publish_vp(a, NULL); /* not a VP's carrier any more */
 	a->blocked = NULL;
+	atomic_store(&a->kclaim, 0);
+	atomic_store(&a->khandled, 0);
 	upcall_leave(a);
 	atomic_store_explicit(&me->on_cpu, 0, memory_order_release);
 	atomic_fetch_add(&rt.unblocks, 1);
@@ -467,4 +504,114 @@ struct vp *vp_self_slow(struct vp *v)
 		/* The hand-off was undone: read again. */
 		v = atomic_load_explicit((_Atomic(struct vp *) *)a->tls_vp, memory_order_acquire);
 	}
+}
+
+/* ------------------------------------------------------------------------
+ * Resuming a uthread whose activation is parked in the kernel
+ */
+
+/*
+ * With the kernel backend, a uthread that blocked in the kernel stays in
+ * its activation C when the VP moves on: C comes back from the kernel
+ * parked (it runs no user code of its own accord), and the uthread is put
+ * in a run queue marked UTF_KPARKED.  A VP that picks it cannot switch to
+ * a saved context: the uthread's registers are in the kernel, with C.  So
+ * the VP goes to C instead.  Its carrier X (the caller of switch_to())
+ * leaves the context it was in as usual, then on a fresh context of its
+ * own stack finishes the switch, makes C the VP's carrier with the
+ * uthread current, and asks the kernel to switch: C returns to user mode
+ * inside the uthread, with the VP and X's processor, and X becomes a
+ * spare.  C's idle context for the VP is a fresh one on C's own stack,
+ * which the uthread reaches at its next switch.
+ */
+
+/* C's idle context for the VP it was handed: runs the idle loop. */
+static void act_carried_entry(void)
+{
+	struct act *c = act_self();
+	struct vp *vp;
+
+	san_switch_end(c->idle);
+	sched_finish_switch();
+	vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
+	sched_upcall_add_processor(vp); /* returns when the runtime stops */
+	upcall_leave(c);
+	act_end(c);
+}
+
+/**
+ * act_carry_parked - parked activation @c carries @vp from the moment it
+ * runs again, inside @vp's current uthread; its idle context for @vp is a
+ * fresh one on its own stack.  Called by the VP's carrier before the
+ * kernel switch.
+ */
+void act_carry_parked(struct act *c, struct vp *vp)
+{
+	struct uthread *idle = c->idle;
+
+	if (idle->stack_lo)
+		san_stack_reuse(idle->stack_lo, c->base_sp);
+	sa_ctx_init(&idle->ctx, c->base_sp, act_carried_entry);
+	WRITE_ONCE(idle->vp, vp);
+	atomic_store_explicit(&idle->on_cpu, 0, memory_order_relaxed);
+	c->blocked = NULL;
+	atomic_store_explicit(&c->vp, vp, memory_order_relaxed);
+	atomic_store_explicit(&c->state, ACT_CARRYING, memory_order_relaxed);
+	WRITE_ONCE(vp->idle, idle);
+	vp->kfs = c->kfs;
+	atomic_store_explicit(&vp->act, c, memory_order_release);
+	act_publish_vp(c, vp);
+	atomic_store(&c->kclaim, 0);
+	atomic_store(&c->khandled, 0);
+}
+
+/* X's fresh context: finish the switch, hand the VP to C, become a spare. */
+static void act_resume_entry(void)
+{
+	struct act *x = act_self();
+	struct uthread *next = x->resume;
+	struct act *c = next->kact;
+	struct vp *vp;
+	long r;
+
+	san_switch_end(x->idle);
+	sched_finish_switch();
+	vp = atomic_load_explicit(&x->vp, memory_order_relaxed);
+	x->resume = NULL;
+	next->kact = NULL;
+	next->flags &= ~UTF_KPARKED;
+	atomic_fetch_add(&rt.unblocks, 1);
+	act_carry_parked(c, vp);
+	/* X carries nothing now. */
+	atomic_store_explicit(&x->vp, NULL, memory_order_relaxed);
+	atomic_store_explicit(&x->state, ACT_SPARE, memory_order_relaxed);
+	act_publish_vp(x, NULL);
+	upcall_leave(x);
+	r = kernel_switch(x, c);
+	if (r < 0 && r != -EINTR)
+		sa_panic("the kernel refused to resume activation %d: %s", c->kid,
+			 strerror((int)-r));
+	act_run_spare(x);
+}
+
+/**
+ * act_resume_parked - switch_to()'s step for a UTF_KPARKED @next: leave
+ * @prev (saved as in any switch) for a fresh context of the calling
+ * activation, which resumes @next's activation.  Returns when @prev runs
+ * again.
+ */
+void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
+		       bool prev_dies)
+{
+	struct act *x = act_self();
+
+	(void)vp;
+	x->resume = next;
+	san_switch_begin(prev, x->idle, prev_dies);
+	if (prev->flags & UTF_TLS)
+		tls_set_fs(x->kfs);
+	if (prev != x->idle && x->idle->stack_lo)
+		san_stack_reuse(x->idle->stack_lo, x->base_sp);
+	sa_ctx_init(&x->fresh, x->base_sp, act_resume_entry);
+	sa_ctx_switch(&prev->ctx, &x->fresh);
 }

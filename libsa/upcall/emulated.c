@@ -85,21 +85,26 @@ static unsigned xsave_size_cpuid(void)
 	return b; /* bytes for the features enabled in XCR0 */
 }
 
-static int emulated_start(void)
+/**
+ * upcall_tick_start - install the tick handler (once per process) for the
+ * quantum ticks and the activation signals of both backends.  @always:
+ * even when neither ticks nor the watchdog are on (the kernel backend
+ * signals its spares with it).
+ */
+int upcall_tick_start(bool always)
 {
+	static bool installed;
 	struct sigaction sa;
-	int r = env_us("SA_BLOCKED_US", BLOCKED_US_DEFAULT, &blocked_ns);
 
-	if (r)
-		return r;
-	if (!upcall_quantum_ns && !blocked_ns)
+	if (installed || (!always && !upcall_quantum_ns && !blocked_ns))
 		return 0;
 	sa_xsave_size = xsave_size_cpuid();
 	if (!sa_xsave_size) {
 		/* No XSAVE: the stub could not save the vector state. */
 		upcall_quantum_ns = 0;
 		blocked_ns = 0;
-		return 0;
+		if (!always)
+			return 0;
 	}
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_sigaction = tick_handler;
@@ -107,17 +112,28 @@ static int emulated_start(void)
 	sigemptyset(&sa.sa_mask);
 	if (sigaction(SIG_TICK, &sa, &old_tick))
 		return -errno;
+	installed = true;
 	return 0;
+}
+
+static int emulated_start(void)
+{
+	int r = env_us("SA_BLOCKED_US", BLOCKED_US_DEFAULT, &blocked_ns);
+
+	if (r)
+		return r;
+	return upcall_tick_start(false);
 }
 
 /* The tick timer is made once per activation and armed while it carries
  * a VP. */
-static int emulated_enter(struct act *a)
+int upcall_tick_enter(struct act *a)
 {
 	struct sigevent sev;
 	struct itimerspec its;
 
-	if ((!upcall_quantum_ns && !blocked_ns) || __atomic_load_n(&a->tick_armed, __ATOMIC_RELAXED))
+	if (!sa_xsave_size || (!upcall_quantum_ns && !blocked_ns) ||
+	    __atomic_load_n(&a->tick_armed, __ATOMIC_RELAXED))
 		return 0;
 	if (!a->tick_made) {
 		memset(&sev, 0, sizeof(sev));
@@ -142,7 +158,7 @@ static int emulated_enter(struct act *a)
 	return 0;
 }
 
-static void emulated_leave(struct act *a)
+void upcall_tick_leave(struct act *a)
 {
 	struct itimerspec off = { { 0, 0 }, { 0, 0 } };
 
@@ -309,6 +325,10 @@ static struct act *wd_spare(void)
 
 static void wd_io(struct vp *vp, struct act *a);
 
+/* false: the kernel delivers blocked and unblocked (kernel.c); the
+ * watchdog only nudges VPs whose completions wait (wd_io). */
+static bool wd_takeover = true;
+
 /* wd_vp - look at @vp; take it from its activation if that is stuck.
  * Returns true if the VP is busy (not parked). */
 static bool wd_vp(struct vp *vp, uint64_t now)
@@ -333,7 +353,7 @@ static bool wd_vp(struct vp *vp, uint64_t now)
 	}
 	if (upcall_quantum_ns && !upcall_tick_force)
 		wd_io(vp, a);
-	if (now - a->seen_since < blocked_ns)
+	if (!wd_takeover || now - a->seen_since < blocked_ns)
 		return true;
 	a->seen_since = now; /* look again a bound from now at the earliest */
 	if (READ_ONCE(vp->np) || act_kstate(a, &pc) != 0 || text_in_libsa(pc) ||
@@ -408,10 +428,6 @@ static void *watchdog_main(void *arg)
 	 * default lets a 500 us sleep run 50 us long). */
 	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 	act_takeover_prepare();
-	/* Its rounds are the bound's resolution: no timer slack (the
-	 * default lets a 500 us sleep run 50 us long). */
-	prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-	act_takeover_prepare();
 	while (!atomic_load(&rt.stopping)) {
 		uint64_t wait = blocked_ns / 2, now;
 		struct timespec ts;
@@ -439,7 +455,7 @@ static void *watchdog_main(void *arg)
 		for (uint32_t i = 0; i < rt.nvps; i++)
 			busy |= wd_vp(&rt.vps[i], now);
 		spin_lock(&rt.act_lock);
-		for (uint32_t i = 0; i < rt.nacts; i++) {
+		for (uint32_t i = 0; i < rt.nacts && wd_takeover; i++) {
 			struct act *a = rt.acts[i];
 
 			if (atomic_load(&a->state) == ACT_BLOCKED)
@@ -451,19 +467,40 @@ static void *watchdog_main(void *arg)
 	return NULL;
 }
 
-static int emulated_run(void)
+/**
+ * upcall_watchdog_start - start the watchdog thread; @takeover: it also
+ * delivers blocked and unblocked (the emulated backend), else it only
+ * nudges VPs whose I/O completions wait (the kernel backend, which
+ * reuses SA_BLOCKED_US as its round).
+ */
+int upcall_watchdog_start(bool takeover)
 {
 	pthread_t t;
 	pthread_attr_t at;
 	int r;
 
-	if (!blocked_ns)
+	if (!takeover && !blocked_ns) {
+		r = env_us("SA_BLOCKED_US", BLOCKED_US_DEFAULT, &blocked_ns);
+		if (r)
+			return r;
+	}
+	wd_takeover = takeover;
+	if (!blocked_ns || (!takeover && !upcall_quantum_ns))
 		return 0;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
 	r = pthread_create(&t, &at, watchdog_main, NULL);
 	pthread_attr_destroy(&at);
 	return r ? -EAGAIN : 0;
+}
+
+static int emulated_run(void)
+{
+	return upcall_watchdog_start(true);
+}
+
+static void emulated_fork_child(void)
+{
 }
 
 /*
@@ -491,7 +528,8 @@ const struct upcall_backend upcall_emulated = {
 	.probe = emulated_probe,
 	.start = emulated_start,
 	.run = emulated_run,
-	.enter = emulated_enter,
-	.leave = emulated_leave,
+	.enter = upcall_tick_enter,
+	.leave = upcall_tick_leave,
 	.displaced = emulated_displaced,
+	.fork_child = emulated_fork_child,
 };

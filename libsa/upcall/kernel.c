@@ -1,43 +1,217 @@
 /* kernel.c - the upcalls from a kernel with the libsa patch series */
 
 /*
- * The patch series (kernel-patches/) is what delivers the four events
- * here.  This file probes for it; a kernel without it reports -ENOSYS, so
- * the emulated backend is used, and SA_BACKEND=kernel fails with a clear
- * message.
+ * Design
+ * ======
+ *
+ * With the series in kernel-patches/ the kernel itself says when an
+ * activation blocks and when it comes back, so nothing is inferred: no
+ * watchdog rounds, no /proc, no signals to stop a thread that came back.
+ * The group (sa_create(2)) has one activation per VP carrier, registered
+ * RUNNING, and a pool of spares registered SPARE, which sleep in the
+ * kernel (sa_ctl(2) SA_CTL_WAIT) until it hands them a processor.
+ *
+ * blocked.  A carrier C that sleeps in the kernel (a read the program
+ * made, a page fault, a futex) becomes BLOCKED and its processor goes to
+ * a spare S, whose mailbox names C; the kernel saved C's user registers.
+ * S decides what the event means:
+ *   - C's uthread stopped outside libsa, with no libc call that libsa
+ *     brackets in progress (vp->np), as the emulated watchdog requires:
+ *     S takes C's VP (the handshake of act.c, since C may come back at any
+ *     moment if the group has a lost processor to give it), and runs the
+ *     VP's other uthreads.  C's uthread stays with C.
+ *   - otherwise C holds libsa state (its idle loop, a run-queue lock, a
+ *     page fault in the scheduler): S declines.  It keeps the processor
+ *     idle until C is parked and then gives it straight back
+ *     (SA_CTL_SWITCH), so C goes on as if nothing happened.  Those sleeps
+ *     are short; libsa's own long waits are IDLE or quiet (below), so
+ *     they never block in this sense.
+ * Spares are made ahead by a thread of the backend (one per VP), so a
+ * block finds one; a block that finds none loses the group a processor
+ * until a spare exists (the kernel gives it to the next one that
+ * registers, or to C when it unblocks).
+ *
+ * unblocked.  A BLOCKED activation whose VP was taken comes back PARKED:
+ * the kernel keeps it until the user level switches to it, and posts an
+ * event to the ring.  Every VP's idle loop looks at the ring (two loads
+ * when it is empty) and an IDLE VP is woken by the event; whoever
+ * consumes the event marks the uthread UTF_KPARKED and makes it runnable.
+ * A VP that picks it switches to the parked activation instead of to a
+ * saved context (act_resume_parked() in act.c): the kernel moves the VP's
+ * processor to C, which returns to user mode in the uthread, and the VP's
+ * old carrier becomes a spare.  The uthread's registers never leave the
+ * kernel, so a page fault or a system call in the middle of any code is
+ * resumed exactly.  One hand-off each way, both with the processor count
+ * unchanged: activations running user code = processors granted.
+ *
+ * The idle loop.  A VP with nothing to run waits in SA_CTL_IDLE (with its
+ * next timer as the deadline), where events and SA_CTL_WAKE (vp_kick())
+ * reach it.  A VP with I/O in flight waits in io_uring_enter() for
+ * completions instead, with SA_SLOT_QUIET set so that the wait is not a
+ * block; events do not end that wait, so while some activation is blocked
+ * it lasts at most KRING_POLL_NS.  Spares are not VPs and never run the
+ * idle loop.
+ *
+ * preempted.  Quantum ticks are the emulated backend's CPU-time timers
+ * (emulated.c), which the kernel series does not replace; its watchdog
+ * runs only to nudge VPs whose completions wait (wd_io).
+ *
+ * Why not RELEASE.  SA_CTL_RELEASE would turn a parked activation into a
+ * spare and leave its registers in its slot, from which the uthread could
+ * be rebuilt in user space - but not its vector registers, its flags
+ * after a fault, or its red zone.  Switching to the activation keeps all
+ * of them.
  */
 
-#include <sys/prctl.h>
+#include <sys/mman.h>
+#include <sys/utsname.h>
 
 #include "upcall/upcall.h"
+#include "upcall/sa_abi.h"
+
+#define KRING_POLL_NS (1000 * 1000ull)
+#define KDECLINE_POLL_NS (10 * 1000 * 1000ull)
+
+bool upcall_kernel_on;
+
+static int kfd = -1;
+static struct sa_header *khdr;
+static struct sa_slot *kslots;
+static struct sa_event *kring;
+static size_t kmap_len;
+static uint32_t kmask, kmax;
+static struct act *_Atomic kacts[SA_ACTS_MAX];
+static _Atomic uint32_t kblocked;  /* activations whose VP was taken */
+static _Atomic uint32_t kspare_word; /* the spare maker's futex */
+static _Atomic uint32_t kdropped;  /* ring drops seen */
+
+static long k_ctl(unsigned op, unsigned long arg, unsigned long arg2)
+{
+	return sa_syscall6(SA_NR_CTL, kfd, op, (long)arg, (long)arg2, 0, 0);
+}
+
+static uint32_t kstate(const struct act *a)
+{
+	return __atomic_load_n(&kslots[a->kid].state, __ATOMIC_ACQUIRE);
+}
 
 /*
- * The patch series answers this prctl() option with its interface
- * version; stock kernels answer -EINVAL.
+ * kernel_probe - the series numbers its calls 451 and 452 in 6.1, which
+ * later kernels gave to cachestat() and fchmodat2(): ask only a 6.1
+ * kernel, and believe the answer only if the file is a group.
  */
-#define PR_SA_ACTIVATIONS 0x53410001
-
 static int kernel_probe(void)
 {
-	long r = sa_syscall6(SYS_prctl, PR_SA_ACTIVATIONS, 0, 0, 0, 0, 0);
+	struct sa_params p = { .max_acts = 1, .processors = 1 };
+	struct utsname u;
+	char path[64], link[64];
+	ssize_t n;
+	long fd;
 
-	return r >= 0 ? -ENOTSUP : -ENOSYS; /* the event delivery is not wired yet */
+	if (uname(&u) || strncmp(u.release, "6.1.", 4) != 0)
+		return -ENOSYS;
+	fd = sa_syscall6(SA_NR_CREATE, (long)&p, sizeof(p), 0, 0, 0, 0);
+	if (fd < 0)
+		return (int)fd;
+	snprintf(path, sizeof(path), "/proc/self/fd/%ld", fd);
+	n = readlink(path, link, sizeof(link) - 1);
+	close((int)fd);
+	if (n < 0)
+		return -ENOSYS;
+	link[n] = '\0';
+	return strcmp(link, "anon_inode:[sa]") == 0 ? 0 : -ENOSYS;
 }
 
 static int kernel_start(void)
 {
-	return -ENOSYS;
+	struct sa_params p = { .max_acts = SA_ACTS_MAX, .processors = upcall_nvps };
+	const char *want = getenv("SA_BACKEND");
+	struct sa_header *h;
+	uint64_t bound;
+	size_t len;
+	long fd;
+	int r;
+
+	/* The watchdog's round (kernel_run()): malformed is an error here. */
+	r = env_us("SA_BLOCKED_US", 1000, &bound);
+	if (r)
+		return r;
+	fd = sa_syscall6(SA_NR_CREATE, (long)&p, sizeof(p), 0, 0, 0, 0);
+	if (fd < 0)
+		return (int)fd;
+	/* The header says how big the area is. */
+	h = mmap(NULL, 4096, PROT_READ, MAP_SHARED, (int)fd, 0);
+	if (h == MAP_FAILED)
+		goto fail_errno;
+	len = h->ring_off + (size_t)h->ring_entries * sizeof(struct sa_event);
+	len = (len + 4095) & ~(size_t)4095;
+	if (h->version != SA_SHARED_VERSION) {
+		munmap(h, 4096);
+		close((int)fd);
+		return -EPROTO;
+	}
+	if (h->granted < upcall_nvps) {
+		/* Every VP needs a processor of its own from the start. */
+		if (want && strcmp(want, "kernel") == 0)
+			fprintf(stderr, "libsa: the kernel grants %u processors and %u VPs "
+				"were asked for\n", h->granted, upcall_nvps);
+		munmap(h, 4096);
+		close((int)fd);
+		return -EBUSY;
+	}
+	munmap(h, 4096);
+	khdr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
+	if (khdr == MAP_FAILED)
+		goto fail_errno;
+	r = upcall_tick_start(true);
+	if (r) {
+		munmap(khdr, len);
+		close((int)fd);
+		return r;
+	}
+	kfd = (int)fd;
+	kmap_len = len;
+	kslots = (struct sa_slot *)((char *)khdr + khdr->slots_off);
+	kring = (struct sa_event *)((char *)khdr + khdr->ring_off);
+	kmask = khdr->ring_entries - 1;
+	kmax = khdr->max_acts;
+	upcall_kernel_on = true;
+	return 0;
+
+fail_errno:
+	r = -errno;
+	close((int)fd);
+	return r;
+}
+
+/* k_register - @a (the caller) joins the group; SA_REG_SPARE sleeps until
+ * it is given a processor.  Returns 0 or -errno; -EINTR leaves a spare. */
+static long k_register(struct act *a, uint32_t flags)
+{
+	struct sa_register reg = { .flags = flags, .cookie = a->slot };
+	long r = k_ctl(SA_CTL_REGISTER, (unsigned long)&reg, sizeof(reg));
+
+	if (r >= 0 || r == -EINTR) {
+		a->kid = (int)reg.id;
+		atomic_store_explicit(&kacts[reg.id], a, memory_order_release);
+	}
+	return r < 0 ? r : 0;
 }
 
 static int kernel_enter(struct act *a)
 {
-	(void)a;
-	return -ENOSYS;
+	if (a->kid < 0) {
+		long r = k_register(a, SA_REG_RUNNING);
+
+		if (r)
+			return (int)r;
+	}
+	return upcall_tick_enter(a);
 }
 
 static void kernel_leave(struct act *a)
 {
-	(void)a;
+	upcall_tick_leave(a);
 }
 
 static void kernel_displaced(struct act *a)
@@ -45,13 +219,380 @@ static void kernel_displaced(struct act *a)
 	(void)a;
 }
 
+/* ------------------------------------------------------------------------
+ * Events: the ring
+ */
+
+/* k_claim - if @c's VP was taken and @c is parked now, its uthread goes
+ * to a run queue, to be resumed through @c.  Exactly once per block. */
+static void k_claim(struct act *c)
+{
+	struct uthread *u;
+	uint32_t z = 0;
+
+	if (atomic_load(&c->state) != ACT_BLOCKED || kstate(c) != SA_STATE_PARKED ||
+	    !atomic_compare_exchange_strong(&c->kclaim, &z, 1))
+		return;
+	u = c->blocked;
+	u->kact = c;
+	u->flags |= UTF_KPARKED;
+	atomic_fetch_sub(&kblocked, 1);
+	atomic_store_explicit(&u->on_cpu, 0, memory_order_release);
+	sched_ready(u);
+}
+
+/* k_claim_all - after dropped events: look at every activation. */
+static void k_claim_all(void)
+{
+	for (uint32_t i = 0; i < kmax; i++) {
+		struct act *c = atomic_load_explicit(&kacts[i], memory_order_acquire);
+
+		if (c)
+			k_claim(c);
+	}
+}
+
+static void k_spare_request(void)
+{
+	atomic_fetch_add_explicit(&kspare_word, 1, memory_order_release);
+	futex_wake(&kspare_word, 1);
+}
+
+/**
+ * kernel_poll - consume the events in the ring (any thread may; each is
+ * taken by one).  Unblocked activations whose VP was taken have their
+ * uthread made runnable; a block that found no spare asks for spares.
+ */
+void kernel_poll(void)
+{
+	uint32_t h, t, d;
+
+	for (;;) {
+		struct sa_event ev;
+		struct act *c;
+
+		h = __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED);
+		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+		if (h == t)
+			break;
+		ev = kring[h & kmask];
+		if (!__atomic_compare_exchange_n(&khdr->ring_head, &h, h + 1, false,
+						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+			continue;
+		c = ev.act < kmax ? atomic_load_explicit(&kacts[ev.act], memory_order_acquire) : NULL;
+		switch (ev.type) {
+		case SA_EV_UNBLOCKED:
+			if (c)
+				k_claim(c);
+			break;
+		case SA_EV_BLOCKED:
+		case SA_EV_EXITED:
+			if (ev.arg & SA_EVF_LOST)
+				k_spare_request();
+			break;
+		default:
+			break;
+		}
+	}
+	d = __atomic_load_n(&khdr->ring_dropped, __ATOMIC_RELAXED);
+	if (unlikely(d != atomic_load_explicit(&kdropped, memory_order_relaxed))) {
+		atomic_store_explicit(&kdropped, d, memory_order_relaxed);
+		k_claim_all();
+	}
+}
+
+/**
+ * kernel_park - @vp has nothing to run: wait in the kernel, keeping the
+ * processor, until kicked, an event, or @deadline.  True when the park
+ * should end (a deadline or events to look at), false to look at the
+ * park word again.
+ */
+bool kernel_park(struct vp *vp, uint64_t deadline)
+{
+	uint32_t t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+	long r;
+
+	(void)vp;
+	if (t != __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED))
+		return true;
+	r = k_ctl(SA_CTL_IDLE, t, deadline == DEADLINE_NONE ? 0 : deadline);
+	return r != 0 && r != -EINTR; /* a kick: the park word says */
+}
+
+/** kernel_kick - wake @vp, parked in kernel_park(). */
+void kernel_kick(struct vp *vp)
+{
+	struct act *c = atomic_load_explicit(&vp->act, memory_order_acquire);
+
+	if (c && c->kid >= 0)
+		k_ctl(SA_CTL_WAKE, (unsigned long)c->kid, 0);
+}
+
+/** kernel_quiet - @vp's carrier's sleeps are (not) blocks from now on. */
+void kernel_quiet(struct vp *vp, bool on)
+{
+	struct act *c = atomic_load_explicit(&vp->act, memory_order_relaxed);
+
+	if (c->kid >= 0)
+		__atomic_store_n(&kslots[c->kid].flags, on ? SA_SLOT_QUIET : 0, __ATOMIC_RELEASE);
+}
+
+/** kernel_ring_deadline - a quiet I/O wait's deadline: events cannot end
+ * it, so while an activation is blocked it is bounded. */
+uint64_t kernel_ring_deadline(uint64_t deadline)
+{
+	uint64_t soon;
+
+	if (!atomic_load_explicit(&kblocked, memory_order_relaxed))
+		return deadline;
+	soon = now_ns() + KRING_POLL_NS;
+	return soon < deadline ? soon : deadline;
+}
+
+/** kernel_switch - @a (the caller) gives its processor to parked @to and
+ * sleeps as a spare.  0 once given a processor again, or -errno. */
+long kernel_switch(struct act *a, struct act *to)
+{
+	(void)a;
+	return k_ctl(SA_CTL_SWITCH, (unsigned long)to->kid, 0);
+}
+
+/* ------------------------------------------------------------------------
+ * Spares
+ */
+
+/*
+ * k_decline - @s holds the processor of @c, which blocked holding libsa
+ * state: wait until @c is parked and give the processor back to it.
+ * Returns the switch's result (0: @s has a processor again), or 1 if @c
+ * came back on a processor of its own (ours is then surplus).
+ */
+static long k_decline(struct act *s, struct act *c)
+{
+	for (;;) {
+		uint32_t st = kstate(c), t;
+
+		if (st == SA_STATE_PARKED) {
+			atomic_store(&c->khandled, 0);
+			return kernel_switch(s, c);
+		}
+		if (st != SA_STATE_BLOCKED) {
+			atomic_store(&c->khandled, 0);
+			return 1;
+		}
+		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+		kernel_poll();
+		if (kstate(c) != SA_STATE_BLOCKED)
+			continue;
+		k_ctl(SA_CTL_IDLE, t, now_ns() + KDECLINE_POLL_NS);
+	}
+}
+
+/*
+ * k_takeover - @s got the processor of blocked @c (whose block it alone
+ * handles): take @c's VP if @c stopped where that is safe, else decline.
+ * Returns the VP for @s to carry, or NULL (declined; @s is a spare again
+ * or holds a processor with a new mailbox: look again).
+ */
+static struct vp *k_takeover(struct act *s, struct act *c, long *res)
+{
+	struct vp *vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
+	struct uthread *cur;
+	uintptr_t ip;
+	bool ok;
+
+	*res = 0;
+	if (atomic_load(&c->state) != ACT_CARRYING || !vp ||
+	    atomic_load_explicit(&vp->act, memory_order_relaxed) != c)
+		goto decline;
+	cur = READ_ONCE(vp->cur);
+	ip = (uintptr_t)kslots[c->kid].regs.ip;
+	if (!cur || (cur->flags & UTF_IDLE) || READ_ONCE(vp->np) || text_in_libsa(ip) ||
+	    text_in_sanitizer(ip))
+		goto decline;
+	/*
+	 * C cannot run user code while it is BLOCKED or PARKED, but it may
+	 * come back on a lost processor of the group at any moment: the
+	 * handshake of act.c, then the same look again.
+	 */
+	if (!act_takeover_begin(c))
+		goto decline;
+	ok = (kstate(c) == SA_STATE_BLOCKED || kstate(c) == SA_STATE_PARKED) &&
+	     (uintptr_t)kslots[c->kid].regs.ip == ip && READ_ONCE(vp->cur) == cur &&
+	     !READ_ONCE(vp->np);
+	if (!ok) {
+		act_takeover_end(c, NULL, false);
+		goto decline;
+	}
+	act_takeover_commit(c);
+	atomic_fetch_add(&kblocked, 1);
+	smp_mb(); /* ACT_BLOCKED before the look at the kernel state */
+	k_claim(c); /* parked already: its unblocked event may be gone */
+	k_spare_request(); /* one spare fewer */
+	return vp;
+
+decline:
+	*res = k_decline(s, c);
+	return NULL;
+}
+
+/*
+ * k_stranded - @s holds a processor no block of a VP's carrier gave it (a
+ * processor the group had lost, given to a new spare, or its own after an
+ * unblock on a lost one): a carrier that still has its VP and is blocked
+ * or parked is dealt with as if its block had given us the processor
+ * (taken over, or waited for and switched to).  Returns the VP to carry,
+ * or NULL with *@res as k_decline()'s, or 1 if there is none.
+ */
+static struct vp *k_stranded(struct act *s, long *res)
+{
+	*res = 1;
+	for (uint32_t i = 0; i < rt.nvps && rt.vps; i++) {
+		struct act *c = atomic_load_explicit(&rt.vps[i].act, memory_order_acquire);
+		uint32_t z = 0, st;
+
+		if (!c || c == s || c->kid < 0 || atomic_load(&c->state) != ACT_CARRYING)
+			continue;
+		st = kstate(c);
+		if ((st != SA_STATE_BLOCKED && st != SA_STATE_PARKED) ||
+		    !atomic_compare_exchange_strong(&c->khandled, &z, 1))
+			continue;
+		return k_takeover(s, c, res);
+	}
+	return NULL;
+}
+
+/* kernel_spare_wait - the spare loop: sleep in the kernel until given a
+ * processor, then decide from the mailbox what to carry. */
+static struct vp *kernel_spare_wait(struct act *a)
+{
+	long r = 0;
+
+	for (;;) {
+		struct sa_event mb;
+		struct act *c;
+		struct vp *vp;
+		uint32_t z = 0;
+
+		if (atomic_load(&rt.stopping))
+			return NULL;
+		r = 0;
+		if (a->kid < 0)
+			r = k_register(a, SA_REG_SPARE);
+		else if (kstate(a) != SA_STATE_RUNNING)
+			r = k_ctl(SA_CTL_WAIT, SA_WAIT_SPARE, 0);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			sa_panic("a spare activation cannot wait in the kernel: %s",
+				 strerror((int)-r));
+		if (atomic_load(&rt.stopping))
+			return NULL;
+		mb = kslots[a->kid].mailbox;
+		if (mb.seq != a->kmb_seq && mb.type == SA_EV_BLOCKED && mb.act < kmax) {
+			a->kmb_seq = mb.seq;
+			c = atomic_load_explicit(&kacts[mb.act], memory_order_acquire);
+			if (c && atomic_compare_exchange_strong(&c->khandled, &z, 1)) {
+				vp = k_takeover(a, c, &r);
+				if (vp)
+					return vp;
+				if (r <= 0)
+					continue; /* switched back: a spare (or given one) */
+			}
+		}
+		a->kmb_seq = mb.seq;
+		vp = k_stranded(a, &r);
+		if (vp)
+			return vp;
+		if (r <= 0)
+			continue;
+		/* Nothing for this processor: give it up (and wait as a
+		 * spare: the top of the loop sees the state). */
+		k_ctl(SA_CTL_WAIT, 0, 0);
+	}
+}
+
+/* The spare maker: keeps one spare per VP ready, so that a block finds
+ * one; spares end only with the process. */
+static void *kspare_main(void *arg)
+{
+	(void)arg;
+	pthread_setname_np(pthread_self(), "sa-spares");
+	while (!atomic_load(&rt.stopping)) {
+		uint32_t w = atomic_load_explicit(&kspare_word, memory_order_acquire);
+		struct sa_info in;
+		struct timespec ts = { 0, 100 * 1000 * 1000 };
+
+		if (k_ctl(SA_CTL_INFO, (unsigned long)&in, sizeof(in)) == 0 &&
+		    in.spare < rt.nvps && in.nr_acts < in.max_acts) {
+			struct act *n = act_new();
+
+			if (!n || act_start_thread(n, NULL)) {
+				fprintf(stderr, "libsa: cannot start a spare activation\n");
+				futex_wait(&kspare_word, w, &ts);
+			}
+			continue;
+		}
+		futex_wait(&kspare_word, w, &ts);
+	}
+	return NULL;
+}
+
+static int kernel_run(void)
+{
+	pthread_attr_t at;
+	pthread_t t;
+	int r;
+
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	r = pthread_create(&t, &at, kspare_main, NULL);
+	pthread_attr_destroy(&at);
+	if (r)
+		return -EAGAIN;
+	act_takeover_prepare();
+	return upcall_watchdog_start(false);
+}
+
+/* The runtime stops: every spare leaves its wait (our SIGURG, a signal
+ * its handler ignores) and ends. */
+static void kernel_wake_spares(void)
+{
+	k_spare_request();
+	spin_lock(&rt.act_lock);
+	for (uint32_t i = 0; i < rt.nacts; i++) {
+		struct act *a = rt.acts[i];
+
+		if (a->kid >= 0 && atomic_load(&a->state) == ACT_SPARE)
+			sa_syscall6(SYS_tgkill, getpid(), a->tid, SIGURG, 0, 0, 0);
+	}
+	spin_unlock(&rt.act_lock);
+}
+
+static void kernel_fork_child(void)
+{
+	if (kfd >= 0)
+		close(kfd);
+	kfd = -1;
+	khdr = NULL; /* the mapping is not inherited */
+	kslots = NULL;
+	kring = NULL;
+	upcall_kernel_on = false;
+	memset(kacts, 0, sizeof(kacts));
+	atomic_store(&kblocked, 0);
+	atomic_store(&kdropped, 0);
+}
+
 const struct upcall_backend upcall_kernel = {
 	.name = "kernel",
 	.id = SA_BACKEND_KERNEL,
 	.probe = kernel_probe,
 	.start = kernel_start,
-	.run = kernel_start,
+	.run = kernel_run,
 	.enter = kernel_enter,
 	.leave = kernel_leave,
 	.displaced = kernel_displaced,
+	.fork_child = kernel_fork_child,
+	.spare_wait = kernel_spare_wait,
+	.wake_spares = kernel_wake_spares,
 };

@@ -278,13 +278,23 @@ static int try_backend(const struct upcall_backend *b, bool forced)
  * Returns 0, or -errno when the forced backend cannot run or a variable
  * is malformed (a line on stderr says which).
  */
-int upcall_init(void)
+unsigned upcall_nvps;
+static bool upcall_restart;
+
+int upcall_init(unsigned nvps)
 {
 	const char *want = getenv("SA_BACKEND");
 	int r;
 
-	if (upcall_backend)
+	upcall_nvps = nvps;
+	if (upcall_backend && !upcall_restart)
 		return 0;
+	if (upcall_restart) {
+		/* A child of fork(): the kernel backend needs a group of its
+		 * own; choose again. */
+		upcall_restart = false;
+		upcall_backend = NULL;
+	}
 	r = env_us("SA_QUANTUM_US", QUANTUM_US_DEFAULT, &upcall_quantum_ns);
 	/* Testing only: a forced wall-clock tick (upcall.h). */
 	if (!r && getenv("SA_DEBUG_TICK_US") && *getenv("SA_DEBUG_TICK_US")) {
@@ -307,6 +317,16 @@ int upcall_init(void)
 	if (try_backend(&upcall_kernel, false) == 0)
 		return 0;
 	return try_backend(&upcall_emulated, false);
+}
+
+/** upcall_fork_child - in a child of fork(): the backend's kernel state
+ * is the parent's; the next start sets it up again. */
+void upcall_fork_child(void)
+{
+	if (!upcall_backend)
+		return;
+	upcall_backend->fork_child();
+	upcall_restart = upcall_backend == &upcall_kernel;
 }
 
 /** upcall_run - the VPs run: start what the backend runs beside them. */

@@ -42,6 +42,13 @@ struct upcall_backend {
 	void (*leave)(struct act *a);
 	/* @a's VP went to a spare while @a is in the kernel. */
 	void (*displaced)(struct act *a);
+	/* In a child of fork(): forget the parent's kernel state. */
+	void (*fork_child)(void);
+	/* Optional (NULL: the futex pool of act.c).  Wait as a spare until
+	 * given a VP (returned) or the runtime stops (NULL). */
+	struct vp *(*spare_wait)(struct act *a);
+	/* Optional: let every spare end (the runtime stops). */
+	void (*wake_spares)(void);
 };
 
 extern const struct upcall_backend upcall_emulated;
@@ -68,7 +75,36 @@ extern bool upcall_tick_force;
 extern _Atomic uint32_t upcall_wd_backoff;
 void upcall_wd_kick(void);
 
-int upcall_init(void);
+extern unsigned upcall_nvps;     /* VPs the runtime starts with */
+int upcall_init(unsigned nvps);
+void upcall_fork_child(void);
+
+/* Shared by both backends (emulated.c): the tick handler and timers, and
+ * the watchdog (with @takeover it delivers blocked and unblocked). */
+int upcall_tick_start(bool always);
+int upcall_tick_enter(struct act *a);
+void upcall_tick_leave(struct act *a);
+int upcall_watchdog_start(bool takeover);
+
+/*
+ * The kernel backend's hooks into the scheduler (kernel.c), called only
+ * while upcall_kernel_on: the idle loop looks at the event ring, a VP with
+ * nothing to run waits in the kernel (SA_CTL_IDLE) and is woken there, and
+ * a uthread whose activation is parked in the kernel is resumed by
+ * switching to that activation (act_resume_parked()).
+ */
+extern bool upcall_kernel_on;
+void kernel_poll(void);
+bool kernel_park(struct vp *vp, uint64_t deadline);
+void kernel_kick(struct vp *vp);
+void kernel_quiet(struct vp *vp, bool on);
+uint64_t kernel_ring_deadline(uint64_t deadline);
+long kernel_switch(struct act *a, struct act *to);
+void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
+		       bool prev_dies);
+void act_carry_parked(struct act *c, struct vp *vp);
+void act_takeover_commit(struct act *a);
+void act_run_spare(struct act *a) __attribute__((noreturn));
 int env_us(const char *name, unsigned long def_us, uint64_t *out);
 int upcall_enter(struct act *a);
 void upcall_leave(struct act *a);
