@@ -145,6 +145,11 @@ static void rt_shutdown(void)
 			(unsigned long long)st.io_ops, (unsigned long long)st.io_completions,
 			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops);
 	atomic_store(&rt.stopping, 1);
+	/* The kernel backend dissolves its group: with the VPs stopping,
+	 * nobody would resume a thread the kernel parked, and the exiting
+	 * thread may need what such a thread holds (a lock in libc). */
+	if (upcall_backend->exiting)
+		upcall_backend->exiting();
 	sched_wake_all_idle();
 	act_wake_spares();
 }

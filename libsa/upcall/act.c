@@ -588,7 +588,7 @@ static void act_resume_entry(void)
 	act_publish_vp(x, NULL);
 	upcall_leave(x);
 	r = kernel_switch(x, c);
-	if (r < 0 && r != -EINTR)
+	if (r < 0 && r != -EINTR && !atomic_load(&rt.stopping))
 		sa_panic("the kernel refused to resume activation %d: %s", c->kid,
 			 strerror((int)-r));
 	act_run_spare(x);

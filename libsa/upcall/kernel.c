@@ -483,6 +483,8 @@ static struct vp *kernel_spare_wait(struct act *a)
 			r = k_ctl(SA_CTL_WAIT, SA_WAIT_SPARE, 0);
 		if (r == -EINTR)
 			continue;
+		if (r == -ESHUTDOWN)
+			return NULL; /* the group was dissolved: the process exits */
 		if (r < 0)
 			sa_panic("a spare activation cannot wait in the kernel: %s",
 				 strerror((int)-r));
@@ -569,6 +571,19 @@ static void kernel_wake_spares(void)
 	spin_unlock(&rt.act_lock);
 }
 
+/*
+ * The process exits (rt.stopping is set): the group is dissolved, so that
+ * every thread goes on as a plain one - a parked one returns to its
+ * uthread, whose vp_self() then says it carries no VP, and a blocked one
+ * goes on when it wakes, as with the emulated backend.
+ */
+static void kernel_exiting(void)
+{
+	k_ctl(SA_CTL_DISSOLVE, 0, 0);
+	/* Idle VPs park on their futex from now on. */
+	upcall_kernel_on = false;
+}
+
 static void kernel_fork_child(void)
 {
 	if (kfd >= 0)
@@ -595,4 +610,5 @@ const struct upcall_backend upcall_kernel = {
 	.fork_child = kernel_fork_child,
 	.spare_wait = kernel_spare_wait,
 	.wake_spares = kernel_wake_spares,
+	.exiting = kernel_exiting,
 };

@@ -28,6 +28,7 @@ enum {
 	SA_CTL_SWITCH = 6,
 	SA_CTL_RELEASE = 7,
 	SA_CTL_INFO = 8,
+	SA_CTL_DISSOLVE = 9,
 };
 
 #define SA_REG_RUNNING 0x1

@@ -49,6 +49,8 @@ struct upcall_backend {
 	struct vp *(*spare_wait)(struct act *a);
 	/* Optional: let every spare end (the runtime stops). */
 	void (*wake_spares)(void);
+	/* Optional: the process exits from the calling thread. */
+	void (*exiting)(void);
 };
 
 extern const struct upcall_backend upcall_emulated;
