@@ -159,6 +159,16 @@ static inline void h_init(unsigned n)
 	SA_OK(r);
 }
 
+/* h_kernel_vps - skip, as h_init() would, if the kernel backend is
+ * forced and @n VPs are more than the online CPUs it can grant. */
+static inline void h_kernel_vps(unsigned n)
+{
+	const char *b = getenv("SA_BACKEND");
+
+	if (b && strcmp(b, "kernel") == 0 && n > (unsigned)sysconf(_SC_NPROCESSORS_ONLN))
+		cr_skip_test("the kernel backend grants fewer processors than %u VPs", n);
+}
+
 static inline void h_start(unsigned n)
 {
 	if (n == 0)

@@ -16,7 +16,7 @@ Test(runtime, init_explicit_sets_vp_count, .timeout = 10)
 Test(runtime, init_same_count_again_ok, .timeout = 10)
 {
 	h_env_vps(NULL);
-	SA_OK(sa_init(3));
+	h_init(3);
 	SA_OK(sa_init(3));
 	cr_assert_eq(sa_nvps(), 3u);
 }
@@ -48,6 +48,7 @@ Test(runtime, init_max_accepted, .timeout = 20)
 	int r;
 
 	h_env_vps(NULL);
+	h_kernel_vps(SA_VPS_MAX);
 	r = sa_init(SA_VPS_MAX);
 	if (r == -EAGAIN || r == -ENOMEM)
 		cr_skip_test("cannot create %d kernel threads here (%d)",
@@ -85,7 +86,7 @@ Test(runtime, caller_becomes_uthread_on_vp0, .timeout = 10)
 Test(runtime, env_vps_overrides_default, .timeout = 10)
 {
 	h_env_vps("3");
-	SA_OK(sa_init(0));
+	h_init(0);
 	cr_assert_eq(sa_nvps(), 3u);
 }
 
@@ -99,7 +100,7 @@ Test(runtime, env_vps_ignored_for_explicit_count, .timeout = 10)
 Test(runtime, env_vps_then_other_count_ebusy, .timeout = 10)
 {
 	h_env_vps("3");
-	SA_OK(sa_init(0));
+	h_init(0);
 	SA_ERR(sa_init(2), -EBUSY);
 }
 
@@ -194,6 +195,7 @@ Test(runtime, vp_self_in_range_in_uthreads, .timeout = 10)
 	unsigned nvps;
 
 	h_env_vps("3");
+	h_kernel_vps(3);
 	nvps = sa_nvps();
 	cr_assert_eq(nvps, 3u);
 	for (int i = 0; i < N; i++) {

@@ -434,6 +434,8 @@ void sched_finish_switch(void)
 	if (unlikely(next_timer != DEADLINE_NONE))
 		timers_run(vp, now_ns());
 	io_pass(vp); /* I/O: submit and harvest when ops are in flight */
+	if (unlikely(upcall_kernel_on))
+		kernel_poll(); /* unblocked uthreads to run */
 }
 
 /* slice_start - a uthread gets @vp from a queue or the idle context. */
@@ -1091,6 +1093,8 @@ static bool work_waiting(struct vp *vp, struct uthread *cur)
 		return true;
 	if (rq_mask(vp) & (higher_classes(cur->prio) | class_bit(cur->prio)))
 		return true;
+	if (unlikely(upcall_kernel_on) && kernel_pending())
+		return true; /* an unblocked uthread may be among them */
 	return io_pass_wanted(vp);
 }
 

@@ -301,6 +301,13 @@ void kernel_poll(void)
 	}
 }
 
+/** kernel_pending - events wait in the ring.  Async-signal-safe. */
+bool kernel_pending(void)
+{
+	return __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE) !=
+	       __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED);
+}
+
 /**
  * kernel_park - @vp has nothing to run: wait in the kernel, keeping the
  * processor, until kicked, an event, or @deadline.  True when the park

@@ -97,6 +97,7 @@ int upcall_watchdog_start(bool takeover);
  */
 extern bool upcall_kernel_on;
 void kernel_poll(void);
+bool kernel_pending(void);
 bool kernel_park(struct vp *vp, uint64_t deadline);
 void kernel_kick(struct vp *vp);
 void kernel_quiet(struct vp *vp, bool on);
