@@ -580,6 +580,8 @@ static void act_resume_entry(void)
 	x->resume = NULL;
 	next->kact = NULL;
 	next->flags &= ~UTF_KPARKED;
+	/* next is the VP's current uthread again (act_resume_parked()). */
+	WRITE_ONCE(vp->cur, next);
 	atomic_fetch_add(&rt.unblocks, 1);
 	act_carry_parked(c, vp);
 	/* X carries nothing now. */
@@ -605,8 +607,15 @@ void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next
 {
 	struct act *x = act_self();
 
-	(void)vp;
 	x->resume = next;
+	/*
+	 * Until the hand-over, what runs on the VP is this activation's own
+	 * code, not next: a tick must not take it for next's (a critical
+	 * section's copy would give the VP back as next, saving this
+	 * context as next's).  A VP whose current context is an idle one is
+	 * never preempted.
+	 */
+	WRITE_ONCE(vp->cur, x->idle);
 	san_switch_begin(prev, x->idle, prev_dies);
 	if (prev->flags & UTF_TLS)
 		tls_set_fs(x->kfs);
