@@ -20,7 +20,8 @@ sa_test_progs = \
 	tests/test_blocked \
 	tests/test_io \
 	tests/test_io_threads \
-	tests/test_critsec
+	tests/test_critsec \
+	tests/test_intr
 check_PROGRAMS += $(sa_test_progs)
 TESTS += $(sa_test_progs)
 
@@ -100,6 +101,12 @@ CLEANFILES += tests/critsec.checked
 tests/critsec.checked: tests/test_critsec$(EXEEXT) $(CS_TOOLS)
 	$(AM_V_GEN)$(CS_CHECK) tests/test_critsec$(EXEEXT) \
 		$(tests_libsa_lockcheck_la_OBJECTS) && touch $@
+
+# ut_interrupt() and the interruptible waits are the shim's, hidden in
+# libsa.so: linked statically, as test_critsec is.
+tests_test_intr_SOURCES = tests/test_intr.c tests/helpers.h
+tests_test_intr_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_intr_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
 
 tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
 tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)
