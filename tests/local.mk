@@ -132,6 +132,7 @@ pt_progs = \
 	tests/preload/pt_threadctl \
 	tests/preload/pt_fork \
 	tests/preload/pt_kill \
+	tests/preload/pt_intr \
 	tests/preload/pt_yield \
 	tests/preload/pt_c11
 check_PROGRAMS += $(pt_progs) tests/test_preload
@@ -179,6 +180,8 @@ tests_preload_pt_fork_SOURCES = tests/preload/pt_fork.c tests/preload/pt.h
 tests_preload_pt_fork_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
 tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_intr_SOURCES = tests/preload/pt_intr.c tests/preload/pt.h
+tests_preload_pt_intr_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
 tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h
