@@ -133,6 +133,7 @@ pt_progs = \
 	tests/preload/pt_fork \
 	tests/preload/pt_kill \
 	tests/preload/pt_intr \
+	tests/preload/pt_sock \
 	tests/preload/pt_yield \
 	tests/preload/pt_c11
 check_PROGRAMS += $(pt_progs) tests/test_preload
@@ -182,6 +183,8 @@ tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
 tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_intr_SOURCES = tests/preload/pt_intr.c tests/preload/pt.h
 tests_preload_pt_intr_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_sock_SOURCES = tests/preload/pt_sock.c tests/preload/pt.h
+tests_preload_pt_sock_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
 tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h

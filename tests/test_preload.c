@@ -266,6 +266,20 @@ INTR_CASE(cancel_cond_wait)
 INTR_CASE(cancel_sem_wait)
 INTR_CASE(cancel_join_leaves_target_joinable)
 
+/*
+ * A blocking write, writev, send or sendmsg to a stream socket or a pipe
+ * returns once all of it went, as the kernel's does, though the reader
+ * is slow (pt_sock.c).
+ */
+#define SOCK_CASE(name) CASE(pt_sock, name)
+
+SOCK_CASE(pipe_write_all)
+SOCK_CASE(pipe_writev_all)
+SOCK_CASE(stream_write_all)
+SOCK_CASE(stream_writev_all)
+SOCK_CASE(stream_send_all)
+SOCK_CASE(stream_sendmsg_all)
+
 /* Every yield call reaches the scheduler: on one VP without ticks or
  * hand-off, a yield that went to the kernel would never let the other
  * thread run (sysbench calls the old pthread_yield). */
