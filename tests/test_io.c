@@ -444,6 +444,45 @@ Test(io, writev_to_pipe_writes_all, .timeout = 30)
 	free(b);
 }
 
+/* SO_RCVTIMEO ends a wait for data with -EAGAIN, as recv(2) does. */
+Test(io, recv_honours_so_rcvtimeo, .timeout = 30)
+{
+	struct timeval tv = { .tv_usec = 100000 };
+	char c;
+	int s[2];
+	uint64_t t0, took;
+
+	io_start("2");
+	h_socketpair(s);
+	cr_assert_eq(setsockopt(s[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	t0 = h_mono();
+	cr_assert_eq(sa_recv(s[0], &c, 1, 0), -EAGAIN);
+	took = h_mono() - t0;
+	cr_assert_geq(took, 80 * NSEC_PER_MSEC, "took %llu ns", (unsigned long long)took);
+	cr_assert_lt(took, 10 * NSEC_PER_SEC_);
+	close2(s);
+}
+
+/* SO_SNDTIMEO: a send that filled the buffer and then timed out returns
+ * what went, not an error. */
+Test(io, send_so_sndtimeo_returns_the_part_sent, .timeout = 30)
+{
+	struct timeval tv = { .tv_usec = 100000 };
+	char *b;
+	int s[2];
+	ssize_t n;
+
+	io_start("2");
+	b = big_pattern();
+	h_socketpair(s);
+	cr_assert_eq(setsockopt(s[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+	n = sa_send(s[1], b, BIG_WRITE, MSG_NOSIGNAL);
+	cr_assert(n > 0 && n < (ssize_t)BIG_WRITE, "sa_send = %zd", n);
+	cr_assert_eq(sa_send(s[1], b, BIG_WRITE, MSG_NOSIGNAL), -EAGAIN);
+	close2(s);
+	free(b);
+}
+
 /* ---- pread / pwrite ---- */
 
 Test(io, pread_reads_at_offset_and_keeps_position, .timeout = 10)

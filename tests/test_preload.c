@@ -269,7 +269,7 @@ INTR_CASE(cancel_join_leaves_target_joinable)
 /*
  * A blocking write, writev, send or sendmsg to a stream socket or a pipe
  * returns once all of it went, as the kernel's does, though the reader
- * is slow (pt_sock.c).
+ * is slow; SO_RCVTIMEO and SO_SNDTIMEO end waits with EAGAIN (pt_sock.c).
  */
 #define SOCK_CASE(name) CASE(pt_sock, name)
 
@@ -279,6 +279,10 @@ SOCK_CASE(stream_write_all)
 SOCK_CASE(stream_writev_all)
 SOCK_CASE(stream_send_all)
 SOCK_CASE(stream_sendmsg_all)
+SOCK_CASE(recv_rcvtimeo)
+SOCK_CASE(read_rcvtimeo)
+SOCK_CASE(accept_rcvtimeo)
+SOCK_CASE(send_sndtimeo_returns_the_part_sent)
 
 /* Every yield call reaches the scheduler: on one VP without ticks or
  * hand-off, a yield that went to the kernel would never let the other

@@ -26,6 +26,10 @@
  * may also raise SIGPIPE, on whichever kernel thread performs them.  Ignore
  * SIGPIPE, or pass MSG_NOSIGNAL to sa_send() and sa_sendmsg().
  *
+ * Socket timeouts: SO_RCVTIMEO and SO_SNDTIMEO bound a call's wait as
+ * they bound the system call's: -EAGAIN (-EINPROGRESS for sa_connect), or
+ * the count of the part of a write that went.
+ *
  * Deadlines: sa_io_set_deadline() gives the calling uthread (or thread) a
  * deadline that bounds every I/O call it makes from then on, until it is
  * cleared.  A call still waiting at the deadline returns -ETIMEDOUT having

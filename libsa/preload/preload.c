@@ -152,7 +152,7 @@ static void real_init(void)
 	REAL(read); REAL(write); REAL(pread); REAL(pwrite); REAL(readv); REAL(writev);
 	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
 	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
-	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(sigaction);
+	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(setsockopt); REAL(sigaction);
 	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
 #undef REAL
 	preload_sync_init_real();
