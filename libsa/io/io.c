@@ -103,7 +103,12 @@
  *
  * Signals.  Ring ops are not interrupted by signals.  A plain system call
  * (plain threads, the pool) that fails with EINTR is restarted, so -EINTR
- * is never returned: see <sa/io.h>.
+ * is never returned: see <sa/io.h>.  Only io_interrupt() ends ring ops
+ * early, for the LD_PRELOAD shim; it cannot end a pool worker's call.
+ * Rejected for that: a signal aimed at the worker (it may land between
+ * the worker's last look at a flag and its entry into the kernel, and be
+ * lost), and readying the uthread without the worker (the call would go
+ * on into a buffer on a stack that has moved on).
  *
  * Fallback: a thread pool.  Without io_uring (kernel too old, disabled by
  * sysctl kernel.io_uring_disabled, filtered by seccomp), detected once at

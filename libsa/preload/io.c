@@ -27,7 +27,11 @@
  * kernel's choice under NPTL; here every waiting uthread sees it.)  A
  * handler with SA_RESTART, as signal() installs, leaves the waits be.
  * sigaction() reports the program's own handler, never the wrapper.
- * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted.
+ * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted,
+ * by these handlers nor by pthread_kill() or pthread_cancel(): the pool's
+ * thread is blocked in the system call on the uthread's buffers, and a
+ * signal aimed at it could land just before it enters the kernel and be
+ * lost; libsa-preload(7) says so.
  *
  * How each call maps.  read, write, pread, pwrite, readv, writev, accept,
  * accept4, connect, recv, recvmsg, send and sendmsg have sa_* twins.
