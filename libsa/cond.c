@@ -64,7 +64,7 @@ SA_EXPORT int sa_cond_destroy(sa_cond_t *pc)
  * queued before @m is released, under @c's lock, so a signal sent by
  * whoever takes @m next cannot be missed.
  */
-static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline)
+static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline, bool intr)
 {
 	struct sa_waiter w;
 	uint32_t count;
@@ -77,14 +77,17 @@ static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline)
 		return -EPERM;
 	spin_lock(&c->lock);
 	count = mutex_unlock_full(m);
-	ret = wait_park_unlock(&c->lock, &c->q, &w, deadline);
+	if (intr)
+		ret = wait_park_unlock_intr(&c->lock, &c->q, &w, deadline);
+	else
+		ret = wait_park_unlock(&c->lock, &c->q, &w, deadline);
 	mutex_relock_count(m, count);
 	return ret;
 }
 
 SA_EXPORT int sa_cond_wait(sa_cond_t *pc, sa_mutex_t *m)
 {
-	return cond_wait(to_cond(pc), m, DEADLINE_NONE);
+	return cond_wait(to_cond(pc), m, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_cond_timedwait(sa_cond_t *pc, sa_mutex_t *m,
@@ -97,7 +100,7 @@ SA_EXPORT int sa_cond_timedwait(sa_cond_t *pc, sa_mutex_t *m,
 	if (!cond_valid(c))
 		return -EINVAL;
 	r = deadline_from_abs(c->clock, abs, &d);
-	return r ? r : cond_wait(c, m, d);
+	return r ? r : cond_wait(c, m, d, false);
 }
 
 SA_EXPORT int sa_cond_clockwait(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk,
@@ -106,7 +109,28 @@ SA_EXPORT int sa_cond_clockwait(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk,
 	uint64_t d;
 	int r = deadline_from_abs(clk, abs, &d);
 
-	return r ? r : cond_wait(to_cond(pc), m, d);
+	return r ? r : cond_wait(to_cond(pc), m, d, false);
+}
+
+/**
+ * cond_wait_intr - the shim's interruptible cond wait (defs.h): on @clk,
+ * or @pc's own clock for COND_CLOCK_OWN, until @abs (NULL: no limit).
+ * Returns as sa_cond_timedwait(), or -EINTR, always with @m held again.
+ */
+int cond_wait_intr(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk, const struct timespec *abs)
+{
+	struct cond *c = to_cond(pc);
+	uint64_t d = DEADLINE_NONE;
+	int r;
+
+	if (!cond_valid(c))
+		return -EINVAL;
+	if (abs) {
+		r = deadline_from_abs(clk == COND_CLOCK_OWN ? c->clock : clk, abs, &d);
+		if (r)
+			return r;
+	}
+	return cond_wait(c, m, d, true);
 }
 
 SA_EXPORT int sa_cond_signal(sa_cond_t *pc)

@@ -288,8 +288,13 @@ struct __cacheline_aligned uthread {
 
 	/* line 3: waiting */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
+	_Atomic uint32_t join_state; /* enum wait_state of its sa_join() wait */
 	struct key_block **keys;    /* per-uthread key values */
 	uint64_t io_deadline;       /* sa_io_set_deadline(), monotonic ns or 0 */
+	_Atomic uint32_t *_Atomic intr_wait; /* the state word of its
+				      * interruptible wait, or NULL (wait.c) */
+	_Atomic uint32_t intr_req;  /* ut_interrupt() asked, not yet consumed */
+	_Atomic uint32_t intr_busy; /* ut_interrupt() calls reading intr_wait */
 	struct act *kact;           /* UTF_KPARKED: the activation that holds it */
 };
 
@@ -309,6 +314,8 @@ struct uthread *ut_alloc(void);
 void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
 int ut_join_ready(sa_uthread_t h);
+int ut_join(sa_uthread_t h, void **retval, bool intr);
+int ut_interrupt(sa_uthread_t h);
 void ut_fork_child(struct uthread *ut);
 void keys_fork_child(void);
 void stack_fork_child(void);
@@ -371,6 +378,7 @@ enum wait_state {
 	W_WAITING = 0,
 	W_WOKEN,
 	W_TIMEDOUT,
+	W_INTERRUPTED, /* ut_interrupt() ended an interruptible wait */
 };
 
 /*
@@ -402,6 +410,21 @@ struct sa_waiter *waitq_claim_all(struct waitq *q);
 void waitq_ready_chain(struct sa_waiter *w);
 int wait_park_unlock(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
 		     uint64_t deadline);
+int wait_park_unlock_intr(spinlock_t *lock, struct waitq *q, struct sa_waiter *w,
+			  uint64_t deadline);
+bool wait_intr_arm(struct uthread *me, _Atomic uint32_t *state);
+void wait_intr_disarm(struct uthread *me, _Atomic uint32_t *state);
+
+/*
+ * Interruptible waits of the calling uthread, for the LD_PRELOAD shim:
+ * as their sa_* twins, but ut_interrupt() ends them with -EINTR (a cond
+ * wait with the mutex taken again).  @abs NULL: no time limit.
+ * COND_CLOCK_OWN: the condition variable's own clock.
+ */
+#define COND_CLOCK_OWN ((clockid_t)-1)
+int cond_wait_intr(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk, const struct timespec *abs);
+int sem_wait_intr(sa_sem_t *p, clockid_t clk, const struct timespec *abs);
+int sleep_until_intr(uint64_t deadline);
 
 /* ========================================================================
  * Virtual processors and the scheduler (sched/sched.c)

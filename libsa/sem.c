@@ -86,7 +86,7 @@ static SA_CRITSEC bool sem_take_locking(struct sem *s)
 	return false;
 }
 
-static int sem_wait_common(struct sem *s, uint64_t deadline)
+static int sem_wait_common(struct sem *s, uint64_t deadline, bool intr)
 {
 	struct sa_waiter w;
 
@@ -99,12 +99,14 @@ static int sem_wait_common(struct sem *s, uint64_t deadline)
 	if (sem_take_locking(s))
 		return 0;
 	/* On 0 the poster handed its unit to us directly. */
+	if (intr)
+		return wait_park_unlock_intr(&s->lock, &s->q, &w, deadline);
 	return wait_park_unlock(&s->lock, &s->q, &w, deadline);
 }
 
 SA_EXPORT int sa_sem_wait(sa_sem_t *p)
 {
-	return sem_wait_common(to_sem(p), DEADLINE_NONE);
+	return sem_wait_common(to_sem(p), DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_sem_timedwait(sa_sem_t *p, clockid_t clk, const struct timespec *abs)
@@ -112,7 +114,25 @@ SA_EXPORT int sa_sem_timedwait(sa_sem_t *p, clockid_t clk, const struct timespec
 	uint64_t d;
 	int r = deadline_from_abs(clk, abs, &d);
 
-	return r ? r : sem_wait_common(to_sem(p), d);
+	return r ? r : sem_wait_common(to_sem(p), d, false);
+}
+
+/**
+ * sem_wait_intr - the shim's interruptible semaphore wait (defs.h): until
+ * @abs on @clk (NULL: no limit).  Returns as sa_sem_timedwait(), or -EINTR
+ * (no unit taken).
+ */
+int sem_wait_intr(sa_sem_t *p, clockid_t clk, const struct timespec *abs)
+{
+	uint64_t d = DEADLINE_NONE;
+
+	if (abs) {
+		int r = deadline_from_abs(clk, abs, &d);
+
+		if (r)
+			return r;
+	}
+	return sem_wait_common(to_sem(p), d, true);
 }
 
 SA_EXPORT int sa_sem_trywait(sa_sem_t *p)

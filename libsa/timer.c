@@ -242,14 +242,22 @@ int deadline_from_abs(clockid_t clk, const struct timespec *abs, uint64_t *out)
 struct sleeper {
 	struct sa_timer timer;
 	struct uthread *ut;
+	_Atomic uint32_t state;     /* enum wait_state: the timer or
+				     * ut_interrupt() wakes it (wait.c) */
 };
 
 static void sleeper_fire(struct sa_timer *t)
 {
-	sched_ready(container_of(t, struct sleeper, timer)->ut);
+	struct sleeper *s = container_of(t, struct sleeper, timer);
+	uint32_t expect = W_WAITING;
+
+	if (atomic_compare_exchange_strong(&s->state, &expect, W_TIMEDOUT))
+		sched_ready(s->ut);
 }
 
-static int sleep_until_ns(uint64_t deadline)
+/* sleep_until_ns - sleep until @deadline; with @intr, -EINTR if
+ * ut_interrupt() ends the sleep first, else 0. */
+static int sleep_until_ns(uint64_t deadline, bool intr)
 {
 	struct vp *vp = vp_self();
 	struct sleeper s;
@@ -269,12 +277,30 @@ static int sleep_until_ns(uint64_t deadline)
 	s.ut = vp->cur;
 	s.timer.deadline = deadline;
 	s.timer.fn = sleeper_fire;
+	atomic_store_explicit(&s.state, W_WAITING, memory_order_relaxed);
+	if (intr && !wait_intr_arm(s.ut, &s.state)) {
+		wait_intr_disarm(s.ut, &s.state);
+		return -EINTR;
+	}
+	/* The arm above may call nothing that switches: @vp is still ours. */
 	spin_lock(&vp->timer_lock);
 	timer_arm_locked(vp, &s.timer);
 	/* The heap lock is released only once our context is saved. */
 	sched_park_unlock(&vp->timer_lock);
 	timer_cancel_sync(&s.timer);
-	return 0;
+	if (!intr)
+		return 0;
+	wait_intr_disarm(s.ut, &s.state);
+	return atomic_load_explicit(&s.state, memory_order_relaxed) == W_INTERRUPTED ? -EINTR : 0;
+}
+
+/**
+ * sleep_until_intr - sleep until @deadline (monotonic ns), interruptibly:
+ * 0 when it passed, -EINTR when ut_interrupt() ended the sleep first.
+ */
+int sleep_until_intr(uint64_t deadline)
+{
+	return sleep_until_ns(deadline, true);
 }
 
 SA_EXPORT int sa_sleep_ns(uint64_t ns)
@@ -283,7 +309,7 @@ SA_EXPORT int sa_sleep_ns(uint64_t ns)
 
 	if (ns > DEADLINE_NONE - 1 - now)
 		ns = DEADLINE_NONE - 1 - now;
-	return sleep_until_ns(now + ns);
+	return sleep_until_ns(now + ns, false);
 }
 
 SA_EXPORT int sa_sleep_until(clockid_t clk, const struct timespec *abs)
@@ -293,5 +319,5 @@ SA_EXPORT int sa_sleep_until(clockid_t clk, const struct timespec *abs)
 
 	if (r)
 		return r;
-	return sleep_until_ns(d);
+	return sleep_until_ns(d, false);
 }

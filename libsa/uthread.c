@@ -461,8 +461,13 @@ void ut_exit_current(void *retval)
 	me->retval = retval;
 	WRITE_ONCE(me->state, UT_DONE);
 	joiner = me->joiner;
-	if (joiner)
-		sched_ready(joiner);
+	if (joiner) {
+		uint32_t expect = W_WAITING;
+
+		/* Unless ut_interrupt() ended its wait first. */
+		if (atomic_compare_exchange_strong(&joiner->join_state, &expect, W_WOKEN))
+			sched_ready(joiner);
+	}
 	vp = vp_self();
 	stat_inc(&vp->stats.exited);
 	if (unlikely(atomic_load(&rt.main_exited))) {
@@ -497,7 +502,12 @@ SA_EXPORT void sa_exit(void *retval)
 	ut_exit_current(retval);
 }
 
-SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
+/**
+ * ut_join - sa_join(), and with @intr interruptible: returns -EINTR when
+ * ut_interrupt() ended the wait before @h ended; @h is then as it was,
+ * joinable by a later call.
+ */
+int ut_join(sa_uthread_t h, void **retval, bool intr)
 {
 	struct uthread *me = ut_self(), *ut;
 
@@ -516,14 +526,29 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 		spin_unlock(&ut->lock);
 		return -ENOMEM;
 	}
+	intr = intr && !(me->flags & UTF_EXTERNAL);
 	while (READ_ONCE(ut->state) != UT_DONE) {
+		atomic_store_explicit(&me->join_state, W_WAITING, memory_order_relaxed);
+		if (intr && !wait_intr_arm(me, &me->join_state)) {
+			spin_unlock(&ut->lock);
+			wait_intr_disarm(me, &me->join_state);
+			return -EINTR;
+		}
 		ut->joiner = me;
 		if (me->flags & UTF_EXTERNAL)
 			atomic_store_explicit(&me->park_word, 0, memory_order_relaxed);
 		else
 			sched_boost(ut);
 		sched_park_unlock(&ut->lock);
+		if (intr)
+			wait_intr_disarm(me, &me->join_state);
 		spin_lock(&ut->lock);
+		if (READ_ONCE(ut->state) != UT_DONE &&
+		    atomic_load(&me->join_state) == W_INTERRUPTED) {
+			ut->joiner = NULL;
+			spin_unlock(&ut->lock);
+			return -EINTR;
+		}
 	}
 	ut->joiner = NULL;
 	if (retval)
@@ -535,6 +560,41 @@ SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
 		return 0;
 	}
 	ut_free(ut);
+	return 0;
+}
+
+SA_EXPORT int sa_join(sa_uthread_t h, void **retval)
+{
+	return ut_join(h, retval, false);
+}
+
+/**
+ * ut_interrupt - end the interruptible wait that uthread @h is in, or its
+ * next one, with -EINTR (wait.c has the protocol).  For the LD_PRELOAD
+ * shim's pthread_kill() and pthread_cancel(); not async-signal-safe.
+ * Returns 0, or -ESRCH if @h names no uthread.
+ */
+int ut_interrupt(sa_uthread_t h)
+{
+	struct uthread *ut;
+	_Atomic uint32_t *state;
+	uint32_t expect = W_WAITING;
+	bool wake = false;
+
+	sa_enter();
+	ut = ut_lookup_lock(h); /* the record cannot be reused meanwhile */
+	if (!ut)
+		return -ESRCH;
+	atomic_store(&ut->intr_req, 1);
+	atomic_fetch_add(&ut->intr_busy, 1);
+	state = atomic_load(&ut->intr_wait);
+	if (state && atomic_compare_exchange_strong(state, &expect, W_INTERRUPTED))
+		wake = true;
+	atomic_fetch_sub_explicit(&ut->intr_busy, 1, memory_order_release);
+	spin_unlock(&ut->lock);
+	/* We won the CAS: @ut stays parked, and in the table, until this. */
+	if (wake)
+		sched_ready(ut);
 	return 0;
 }
 

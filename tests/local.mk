@@ -20,7 +20,8 @@ sa_test_progs = \
 	tests/test_blocked \
 	tests/test_io \
 	tests/test_io_threads \
-	tests/test_critsec
+	tests/test_critsec \
+	tests/test_intr
 check_PROGRAMS += $(sa_test_progs)
 TESTS += $(sa_test_progs)
 
@@ -101,6 +102,12 @@ tests/critsec.checked: tests/test_critsec$(EXEEXT) $(CS_TOOLS)
 	$(AM_V_GEN)$(CS_CHECK) tests/test_critsec$(EXEEXT) \
 		$(tests_libsa_lockcheck_la_OBJECTS) && touch $@
 
+# ut_interrupt() and the interruptible waits are the shim's, hidden in
+# libsa.so: linked statically, as test_critsec is.
+tests_test_intr_SOURCES = tests/test_intr.c tests/helpers.h
+tests_test_intr_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_intr_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
+
 tests_test_preempt_SOURCES = tests/test_preempt.c tests/helpers.h
 tests_test_preempt_CFLAGS = $(TESTS_CFLAGS)
 tests_test_preempt_LDADD = $(TESTS_LDADD) -lm
@@ -125,6 +132,8 @@ pt_progs = \
 	tests/preload/pt_threadctl \
 	tests/preload/pt_fork \
 	tests/preload/pt_kill \
+	tests/preload/pt_intr \
+	tests/preload/pt_sock \
 	tests/preload/pt_yield \
 	tests/preload/pt_c11
 check_PROGRAMS += $(pt_progs) tests/test_preload
@@ -172,6 +181,10 @@ tests_preload_pt_fork_SOURCES = tests/preload/pt_fork.c tests/preload/pt.h
 tests_preload_pt_fork_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_kill_SOURCES = tests/preload/pt_kill.c tests/preload/pt.h
 tests_preload_pt_kill_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_intr_SOURCES = tests/preload/pt_intr.c tests/preload/pt.h
+tests_preload_pt_intr_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_sock_SOURCES = tests/preload/pt_sock.c tests/preload/pt.h
+tests_preload_pt_sock_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
 tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h

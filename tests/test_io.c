@@ -357,6 +357,132 @@ Test(io, write_short_into_nearly_full_nonblocking_pipe, .timeout = 10)
 	close2(p);
 }
 
+/* A slow reader of @len bytes: small reads with pauses, so that a write
+ * far larger than the buffer finds it full many times over. */
+struct slow_read {
+	int fd;
+	size_t len;
+	const char *want;
+};
+
+static void *slow_reader(void *arg)
+{
+	struct slow_read *r = arg;
+	static char buf[4096];
+	size_t got = 0;
+	unsigned n = 0;
+
+	while (got < r->len) {
+		ssize_t k = sa_read(r->fd, buf, sizeof(buf));
+
+		if (k <= 0) {
+			UT_CHECK(k > 0);
+			break;
+		}
+		UT_CHECK(memcmp(buf, r->want + got, (size_t)k) == 0);
+		got += (size_t)k;
+		if (++n % 64 == 0)
+			sa_sleep_ns(NSEC_PER_MSEC);
+	}
+	UT_CHECK_EQ(got, r->len);
+	return NULL;
+}
+
+#define BIG_WRITE (4u << 20)
+
+static char *big_pattern(void)
+{
+	char *b = malloc(BIG_WRITE);
+
+	cr_assert(b);
+	for (size_t i = 0; i < BIG_WRITE; i++)
+		b[i] = (char)(i * 7 + i / 4096);
+	return b;
+}
+
+/* A blocking write to a stream socket waits until all of it is written,
+ * as write(2) does; a ring completes it when the buffer fills. */
+Test(io, write_to_stream_socket_writes_all, .timeout = 30)
+{
+	char *b;
+	int s[2];
+	struct slow_read r;
+	sa_uthread_t t;
+
+	io_start("2");
+	b = big_pattern();
+	h_socketpair(s);
+	r = (struct slow_read){ .fd = s[0], .len = BIG_WRITE, .want = b };
+	t = h_spawn(slow_reader, &r);
+	cr_assert_eq(sa_write(s[1], b, BIG_WRITE), (ssize_t)BIG_WRITE);
+	h_join(t);
+	assert_no_ut_failures();
+	close2(s);
+	free(b);
+}
+
+Test(io, writev_to_pipe_writes_all, .timeout = 30)
+{
+	char *b;
+	int p[2];
+	struct slow_read r;
+	struct iovec iov[3];
+	sa_uthread_t t;
+
+	io_start("2");
+	b = big_pattern();
+	h_pipe(p);
+	iov[0] = (struct iovec){ b, 1000 };
+	iov[1] = (struct iovec){ b + 1000, BIG_WRITE / 2 - 1000 };
+	iov[2] = (struct iovec){ b + BIG_WRITE / 2, BIG_WRITE / 2 };
+	r = (struct slow_read){ .fd = p[0], .len = BIG_WRITE, .want = b };
+	t = h_spawn(slow_reader, &r);
+	cr_assert_eq(sa_writev(p[1], iov, 3), (ssize_t)BIG_WRITE);
+	h_join(t);
+	assert_no_ut_failures();
+	close2(p);
+	free(b);
+}
+
+/* SO_RCVTIMEO ends a wait for data with -EAGAIN, as recv(2) does. */
+Test(io, recv_honours_so_rcvtimeo, .timeout = 30)
+{
+	struct timeval tv = { .tv_usec = 100000 };
+	char c;
+	int s[2];
+	uint64_t t0, took;
+
+	io_start("2");
+	h_socketpair(s);
+	cr_assert_eq(setsockopt(s[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	t0 = h_mono();
+	cr_assert_eq(sa_recv(s[0], &c, 1, 0), -EAGAIN);
+	took = h_mono() - t0;
+	cr_assert_geq(took, 80 * NSEC_PER_MSEC, "took %llu ns", (unsigned long long)took);
+	cr_assert_lt(took, 10 * NSEC_PER_SEC_);
+	close2(s);
+}
+
+/* SO_SNDTIMEO: a send that filled the buffer and then timed out returns
+ * what went, not an error. */
+Test(io, send_so_sndtimeo_returns_the_part_sent, .timeout = 30)
+{
+	struct timeval tv = { .tv_usec = 100000 };
+	char *b;
+	int s[2];
+	ssize_t n;
+
+	io_start("2");
+	b = big_pattern();
+	h_socketpair(s);
+	cr_assert_eq(setsockopt(s[1], SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+	n = sa_send(s[1], b, BIG_WRITE, MSG_NOSIGNAL);
+	cr_assert(n > 0 && n < (ssize_t)BIG_WRITE, "sa_send = %zd", n);
+	cr_assert_eq(sa_send(s[1], b, BIG_WRITE, MSG_NOSIGNAL), -EAGAIN);
+	close2(s);
+	free(b);
+}
+
 /* ---- pread / pwrite ---- */
 
 Test(io, pread_reads_at_offset_and_keeps_position, .timeout = 10)

@@ -212,6 +212,78 @@ Test(preload, pthread_kill_and_masks_1vp_no_handoff) { expect_1vp_no_handoff(PRO
 Test(preload, pthread_kill_and_masks_2vps) { expect_program("2", PROG("pt_kill"), NULL, 4); }
 Test(preload, pthread_kill_and_masks_same_under_nptl) { expect_nptl(PROG("pt_kill")); }
 
+/* expect_case - case @c of the one-case-per-run program @prog passes
+ * under the shim with $SA_VPS set as @vps, without hand-off. */
+static void expect_case(const char *prog, const char *vps, const char *c)
+{
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", (char *)vps, "SA_BLOCKED_US=0",
+			 "LD_PRELOAD=" PRELOAD_LIB, (char *)prog, (char *)c, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s (%s) exited %d:\n%s", prog, c, vps, r.status, r.out);
+	cr_assert_geq(spawned(&r), 1, "%s", r.out);
+}
+
+static void expect_case_nptl(const char *prog, const char *c)
+{
+	char *argv[] = { (char *)prog, (char *)c, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s under NPTL exited %d:\n%s", prog, c, r.status, r.out);
+}
+
+/* CASE - one case of @prog on one VP, on two, and under NPTL. */
+#define CASE(prog, name)                                                              \
+	Test(preload, prog##_##name##_1vp) { expect_case(PROG(#prog), "SA_VPS=1", #name); }  \
+	Test(preload, prog##_##name##_2vps) { expect_case(PROG(#prog), "SA_VPS=2", #name); } \
+	Test(preload, prog##_##name##_same_under_nptl) { expect_case_nptl(PROG(#prog), #name); }
+
+/*
+ * pthread_kill() and pthread_cancel() cut a sleep, a condition, semaphore
+ * or join wait short at once (pt_intr.c has one case per run): on one VP
+ * without hand-off, so that the wait surely parks the uthread; on two; and
+ * the same case under NPTL.
+ */
+#define INTR_CASE(name) CASE(pt_intr, name)
+
+INTR_CASE(kill_nanosleep)
+INTR_CASE(kill_nanosleep_sa_restart)
+INTR_CASE(kill_clock_nanosleep_abs)
+INTR_CASE(kill_usleep)
+INTR_CASE(kill_sleep)
+INTR_CASE(kill_blocked_signal_waits_on)
+INTR_CASE(kill_cond_wait)
+INTR_CASE(kill_cond_timedwait)
+INTR_CASE(kill_sem_wait)
+INTR_CASE(kill_sem_timedwait)
+INTR_CASE(kill_sem_wait_sa_restart)
+INTR_CASE(kill_join)
+INTR_CASE(cancel_nanosleep)
+INTR_CASE(cancel_disabled_sleep_runs_its_course)
+INTR_CASE(cancel_cond_wait)
+INTR_CASE(cancel_sem_wait)
+INTR_CASE(cancel_join_leaves_target_joinable)
+
+/*
+ * A blocking write, writev, send or sendmsg to a stream socket or a pipe
+ * returns once all of it went, as the kernel's does, though the reader
+ * is slow; SO_RCVTIMEO and SO_SNDTIMEO end waits with EAGAIN (pt_sock.c).
+ */
+#define SOCK_CASE(name) CASE(pt_sock, name)
+
+SOCK_CASE(pipe_write_all)
+SOCK_CASE(pipe_writev_all)
+SOCK_CASE(stream_write_all)
+SOCK_CASE(stream_writev_all)
+SOCK_CASE(stream_send_all)
+SOCK_CASE(stream_sendmsg_all)
+SOCK_CASE(recv_rcvtimeo)
+SOCK_CASE(read_rcvtimeo)
+SOCK_CASE(accept_rcvtimeo)
+SOCK_CASE(send_sndtimeo_returns_the_part_sent)
+
 /* Every yield call reaches the scheduler: on one VP without ticks or
  * hand-off, a yield that went to the kernel would never let the other
  * thread run (sysbench calls the old pthread_yield). */

@@ -5,8 +5,11 @@
 /*
  * Each call does what the system call of the same name does and returns
  * what it returns, except that an error is returned as a negative errno
- * value (-EBADF, -EAGAIN, ...) and errno is never set.  A short read or
- * write is returned as it is, as the system call would return it.
+ * value (-EBADF, -EAGAIN, ...) and errno is never set.  A short read is
+ * returned as it is, as the system call would return it.  A write, writev,
+ * send or sendmsg to a blocking pipe or stream socket waits until all of
+ * it is written, as the system call does; if an error or the deadline
+ * comes after part of it went, the call returns that part's count.
  *
  * From a uthread, a call parks the calling uthread only: its VP runs other
  * uthreads while the operation is in flight (on the VP's io_uring, or on
@@ -23,10 +26,14 @@
  * may also raise SIGPIPE, on whichever kernel thread performs them.  Ignore
  * SIGPIPE, or pass MSG_NOSIGNAL to sa_send() and sa_sendmsg().
  *
+ * Socket timeouts: SO_RCVTIMEO and SO_SNDTIMEO bound a call's wait as
+ * they bound the system call's: -EAGAIN (-EINPROGRESS for sa_connect), or
+ * the count of the part of a write that went.
+ *
  * Deadlines: sa_io_set_deadline() gives the calling uthread (or thread) a
  * deadline that bounds every I/O call it makes from then on, until it is
  * cleared.  A call still waiting at the deadline returns -ETIMEDOUT having
- * transferred nothing.
+ * transferred nothing (or the count of a write's part that went).
  */
 
 #include <poll.h>

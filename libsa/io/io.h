@@ -57,6 +57,8 @@ static __always_inline bool io_pass_wanted(struct vp *vp)
 void io_kick(struct vp *vp);
 
 void io_set_intr_hook(bool (*hook)(void));
+void io_sock_timeo_lazy(void);
+void io_sock_timeo_note(void);
 void io_fork_child(void);
 void io_interrupt(void);
 

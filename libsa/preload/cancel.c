@@ -27,11 +27,14 @@
  * Cancellation.  Deferred, as POSIX asks by default.  The state is per
  * uthread, in the shim's static TLS (struct preload_cancel), which another
  * thread reaches through the target's descriptor, as tls_handle_of() does.
- * pthread_cancel() sets ->pending and interrupts the routed I/O waits
- * (io_interrupt()); the target acts at the next cancellation point it
- * enters or leaves (preload_testcancel()), or at once if it waits in a
- * routed I/O call, which then never returns.  Acting is pthread_exit()
- * with PTHREAD_CANCELED and cancellation disabled, as in glibc.  The other
+ * pthread_cancel() sets ->pending and interrupts the target's wait
+ * (preload_interrupt(): its routed I/O through io_interrupt(), its sleep,
+ * condition, semaphore or join wait through ut_interrupt()); the target
+ * acts at the next cancellation point it enters or leaves
+ * (preload_testcancel()), or at once if it waits in one, which then never
+ * returns: a condition wait takes its mutex again first, and a join
+ * leaves its target joinable.  Acting is pthread_exit() with
+ * PTHREAD_CANCELED and cancellation disabled, as in glibc.  The other
  * waits that an interruption cancels on the way are made again.
  * Asynchronous cancellation is accepted and acted on like deferred (POSIX
  * lets it act at any time, and the cancellation points are such times),
@@ -205,6 +208,41 @@ bool preload_cancel_wanted(void)
 	       !preload_cancel_tls.disabled;
 }
 
+/**
+ * preload_interrupt - uthread @t has a signal or a cancellation to take:
+ * end the wait it is in now.  Its routed I/O wait (io_interrupt()), or
+ * its sleep, condition, semaphore or join wait (ut_interrupt(): the libsa
+ * call returns -EINTR and the shim asks preload_wait_intr()).
+ */
+void preload_interrupt(pthread_t t)
+{
+	sa_uthread_t h = tls_handle_of((const void *)t);
+
+	if (h)
+		ut_interrupt(h);
+	io_interrupt();
+}
+
+/**
+ * preload_wait_intr - a libsa wait of the calling uthread ended with
+ * -EINTR (ut_interrupt()): run the handlers of its pending signals that
+ * its mask lets through, and act on a pending cancellation (never
+ * returns then; a cond wait has its mutex again, as POSIX wants for the
+ * cleanup handlers).  Returns what ran, for the call to end as it does
+ * under NPTL.  PRELOAD_INTR_NONE: the interruption was not for this wait
+ * (the signal is blocked, cancellation is disabled, the request was
+ * stale): wait again.
+ */
+enum preload_intr preload_wait_intr(void)
+{
+	uint32_t before = preload_sig_tls.handled, before_intr = preload_sig_tls.handled_intr;
+
+	preload_testcancel();
+	if (preload_sig_tls.handled_intr != before_intr)
+		return PRELOAD_INTR_EINTR;
+	return preload_sig_tls.handled != before ? PRELOAD_INTR_RESTART : PRELOAD_INTR_NONE;
+}
+
 SA_EXPORT int pthread_cancel(pthread_t t)
 {
 	sa_uthread_t h;
@@ -222,8 +260,8 @@ SA_EXPORT int pthread_cancel(pthread_t t)
 			preload_testcancel();
 		return 0;
 	}
-	/* A target waiting in a routed I/O call learns it now. */
-	io_interrupt();
+	/* A target that waits learns it now. */
+	preload_interrupt(t);
 	return 0;
 }
 

@@ -13,7 +13,10 @@
  * EAGAIN, EINPROGRESS and partial transfers are the kernel's own.  Every
  * error the kernel reports comes back with its errno.  A call that would
  * not wait (a zero poll or epoll timeout, a ppoll or epoll_pwait with a
- * signal mask to install) is the C library's.
+ * signal mask to install) is the C library's.  A blocking write to a pipe
+ * or stream socket writes all of it, and SO_RCVTIMEO and SO_SNDTIMEO
+ * bound the waits, as in the kernel (the I/O layer again; setsockopt()
+ * here tells it when to start looking for timeouts).
  *
  * Signals.  A wait that a signal handler installed without SA_RESTART
  * would have interrupted fails with EINTR: sigaction() here records those
@@ -24,7 +27,11 @@
  * kernel's choice under NPTL; here every waiting uthread sees it.)  A
  * handler with SA_RESTART, as signal() installs, leaves the waits be.
  * sigaction() reports the program's own handler, never the wrapper.
- * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted.
+ * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted,
+ * by these handlers nor by pthread_kill() or pthread_cancel(): the pool's
+ * thread is blocked in the system call on the uthread's buffers, and a
+ * signal aimed at it could land just before it enters the kernel and be
+ * lost; libsa-preload(7) says so.
  *
  * How each call maps.  read, write, pread, pwrite, readv, writev, accept,
  * accept4, connect, recv, recvmsg, send and sendmsg have sa_* twins.
@@ -95,11 +102,13 @@ static bool intr_hook(void)
 
 /**
  * preload_io_init - have the I/O layer ask intr_hook() about interrupted
- * waits.  At start-up.
+ * waits, and look for socket timeouts only once setsockopt() set one.
+ * At start-up.
  */
 void preload_io_init(void)
 {
 	io_set_intr_hook(intr_hook);
+	io_sock_timeo_lazy();
 }
 
 /* wait_begin - a routed wait (a cancellation point) begins. */
@@ -263,6 +272,21 @@ SA_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	if (!on_uthread())
 		return preload_real.sendmsg(fd, msg, flags);
 	WAIT_CALL(sa_sendmsg(fd, msg, flags));
+}
+
+/*
+ * Socket timeouts: the I/O layer applies SO_RCVTIMEO and SO_SNDTIMEO to
+ * routed calls, with a getsockopt per call once the process has set one.
+ * Every setsockopt() of the program comes here (preload_io_init() makes
+ * the layer wait for it), so one that never sets a timeout pays nothing.
+ */
+SA_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+	preload_start();
+	if (level == SOL_SOCKET && (name == SO_RCVTIMEO || name == SO_SNDTIMEO ||
+				    name == SO_RCVTIMEO_NEW || name == SO_SNDTIMEO_NEW))
+		io_sock_timeo_note();
+	return preload_real.setsockopt(fd, level, name, val, len);
 }
 
 /* ------------------------------------------------------------------------

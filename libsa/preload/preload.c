@@ -59,7 +59,8 @@
  * libsa's magic).
  *
  * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
- * realtime clocks, usleep, sleep) and the yields (sched_yield, and
+ * realtime clocks, usleep, sleep), which pthread_kill() and
+ * pthread_cancel() cut short (cancel.c), and the yields (sched_yield, and
  * pthread_yield and thrd_yield, which glibc sends to the kernel's
  * sched_yield directly) park or requeue the uthread instead of its VP.
  * flockfile() waits by yielding (sync.c).  The blocking I/O calls (read, write,
@@ -151,7 +152,7 @@ static void real_init(void)
 	REAL(read); REAL(write); REAL(pread); REAL(pwrite); REAL(readv); REAL(writev);
 	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
 	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
-	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(sigaction);
+	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(setsockopt); REAL(sigaction);
 	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
 #undef REAL
 	preload_sync_init_real();
@@ -332,7 +333,15 @@ SA_EXPORT int pthread_join(pthread_t t, void **retval)
 	h = handle_of(t);
 	if (!h)
 		return t ? preload_real.pthread_join(t, retval) : ESRCH;
-	return -sa_join(h, retval);
+	for (;;) {
+		int r = ut_join(h, retval, true);
+
+		if (r != -EINTR)
+			return -r;
+		/* A handler ran, or nothing was for us: join on, as NPTL
+		 * does.  A cancellation acts here; @t stays joinable. */
+		preload_wait_intr();
+	}
 }
 
 SA_EXPORT int pthread_detach(pthread_t t)
@@ -429,9 +438,34 @@ SA_EXPORT void thrd_yield(void)
 	sched_yield();
 }
 
-static int sleep_ns(uint64_t ns)
+/* deadline_in - now plus @ns, monotonic, saturated. */
+static uint64_t deadline_in(uint64_t ns)
 {
-	return sa_sleep_ns(ns);
+	uint64_t now = now_ns();
+
+	return ns > DEADLINE_NONE - 1 - now ? DEADLINE_NONE - 1 : now + ns;
+}
+
+/*
+ * sleep_until - sleep until @deadline, a cancellation point that
+ * pthread_kill() and pthread_cancel() cut short: 0, or -EINTR after a
+ * signal handler ran (any handler: the sleeps are never restarted), with
+ * *@left the time not slept if @left.  A cancellation acts here.
+ */
+static int sleep_until(uint64_t deadline, uint64_t *left)
+{
+	for (;;) {
+		uint64_t now;
+
+		if (!sleep_until_intr(deadline))
+			return 0;
+		if (preload_wait_intr() == PRELOAD_INTR_NONE)
+			continue;
+		now = now_ns();
+		if (left)
+			*left = deadline > now ? deadline - now : 0;
+		return -EINTR;
+	}
 }
 
 /* timespec_ns - @ts as nanoseconds, saturated; -EINVAL if it is invalid. */
@@ -446,35 +480,45 @@ static int timespec_ns(const struct timespec *ts, uint64_t *ns)
 	return 0;
 }
 
+/* sleep_rel - a relative sleep of @req, leaving the time not slept in
+ * @rem on EINTR (if @rem), as nanosleep(2) does.  0 or -errno. */
+static int sleep_rel(const struct timespec *req, struct timespec *rem)
+{
+	uint64_t ns, left;
+	int r;
+
+	if (timespec_ns(req, &ns))
+		return -EINVAL;
+	r = sleep_until(deadline_in(ns), &left);
+	if (r == -EINTR && rem)
+		ns_to_timespec(left, rem);
+	return r;
+}
+
 SA_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
 {
-	uint64_t ns;
-
 	preload_start();
 	if (!vp_self() || !req)
 		return real_more.nanosleep(req, rem);
 	preload_testcancel();
-	if (timespec_ns(req, &ns)) {
-		errno = EINVAL;
-		return -1;
-	}
-	return sleep_ns(ns);
+	return (int)preload_errno_ret(sleep_rel(req, rem));
 }
 
 SA_EXPORT int clock_nanosleep(clockid_t clk, int flags, const struct timespec *req,
 			      struct timespec *rem)
 {
-	uint64_t ns;
+	uint64_t d;
+	int r;
 
 	preload_start();
 	if (!vp_self() || !req || (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME))
 		return preload_real.clock_nanosleep(clk, flags, req, rem);
 	preload_testcancel();
-	if (flags & TIMER_ABSTIME)
-		return -sa_sleep_until(clk, req);
-	if (timespec_ns(req, &ns))
-		return EINVAL;
-	return sleep_ns(ns);
+	if (!(flags & TIMER_ABSTIME))
+		return -sleep_rel(req, rem);
+	r = deadline_from_abs(clk, req, &d);
+	/* An absolute sleep leaves @rem alone, as the kernel does. */
+	return r ? -r : -sleep_until(d, NULL);
 }
 
 SA_EXPORT int usleep(useconds_t us)
@@ -483,17 +527,21 @@ SA_EXPORT int usleep(useconds_t us)
 	if (!vp_self())
 		return real_more.usleep(us);
 	preload_testcancel();
-	return sleep_ns((uint64_t)us * 1000);
+	return (int)preload_errno_ret(sleep_until(deadline_in((uint64_t)us * 1000), NULL));
 }
 
 SA_EXPORT unsigned sleep(unsigned s)
 {
+	uint64_t left;
+
 	preload_start();
 	if (!vp_self())
 		return real_more.sleep(s);
 	preload_testcancel();
-	sleep_ns((uint64_t)s * NSEC_PER_SEC);
-	return 0;
+	if (sleep_until(deadline_in((uint64_t)s * NSEC_PER_SEC), &left) == 0)
+		return 0;
+	/* The seconds not slept, rounded as glibc rounds them. */
+	return (unsigned)(left / NSEC_PER_SEC) + (left % NSEC_PER_SEC >= NSEC_PER_SEC / 2);
 }
 
 /* For sync.c: the C library's sem_init, for process-shared semaphores. */

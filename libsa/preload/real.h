@@ -58,6 +58,7 @@ struct preload_real {
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+	int (*setsockopt)(int, int, int, const void *, socklen_t);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	int (*pthread_kill)(pthread_t, int);
 	int (*pthread_sigmask)(int, const sigset_t *, sigset_t *);

@@ -35,6 +35,8 @@ struct preload_sig {
 	_Atomic uint64_t pending;   /* signal n is bit n - 1 */
 	uint64_t mask;              /* valid once mask_valid */
 	bool mask_valid;
+	uint32_t handled;           /* handlers run on this uthread */
+	uint32_t handled_intr;      /* of which without SA_RESTART */
 };
 extern __thread struct preload_sig preload_sig_tls __attribute__((tls_model("initial-exec")));
 void preload_signal_init(void);
@@ -43,6 +45,14 @@ void preload_sig_inherit(struct preload_sig *child);
 bool preload_user_handler(int sig, uintptr_t *fn, int *flags);
 void __preload_testcancel(void);
 bool preload_cancel_wanted(void);
+/* What preload_wait_intr() ran: the call ends, or waits again. */
+enum preload_intr {
+	PRELOAD_INTR_NONE = 0,     /* nothing: wait again */
+	PRELOAD_INTR_RESTART,      /* handlers, all with SA_RESTART */
+	PRELOAD_INTR_EINTR,        /* a handler without SA_RESTART */
+};
+enum preload_intr preload_wait_intr(void);
+void preload_interrupt(pthread_t t);
 void preload_cancel_init(void);
 
 /* thread.c: per-uthread scheduling parameters and CPU set, as reported */

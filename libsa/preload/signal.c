@@ -8,9 +8,15 @@
  * descriptor); the target runs the handler on its own stack and TLS at the
  * next point where it enters the shim's blocking or cancellation calls
  * (preload_testcancel() checks both words), when it unblocks the signal,
- * and at once if it waits in a routed I/O call, which then fails with
- * EINTR unless the handler has SA_RESTART, in which case the call goes on.
- * A uthread that computes without such calls sees it at its next one.
+ * and at once if it waits (preload_interrupt(), cancel.c).  What the wait
+ * does after the handler is what it does under NPTL: a routed I/O call
+ * and sem_wait fail with EINTR unless the handler has SA_RESTART, in
+ * which case the call goes on; the sleeps and sem_timedwait fail with
+ * EINTR either way (the kernel never restarts a wait with a timeout),
+ * nanosleep with the time left; a condition
+ * wait returns 0 (a spurious wakeup, which POSIX permits); a join goes on
+ * waiting.  A blocked signal wakes nobody: the wait goes on.  A uthread
+ * that computes without such calls sees it at its next one.
  *
  * What a signal does is what its disposition says at delivery: a handler
  * runs (with the signal itself blocked in the uthread's mask meanwhile,
@@ -126,6 +132,8 @@ static bool deliver(int sig)
 	si.si_uid = getuid();
 	if (!(flags & SA_NODEFER))
 		*mask |= bit(sig);
+	preload_sig_tls.handled++;
+	preload_sig_tls.handled_intr += !(flags & SA_RESTART);
 	if (flags & SA_SIGINFO)
 		((void (*)(int, siginfo_t *, void *))fn)(sig, &si, NULL);
 	else
@@ -178,7 +186,7 @@ SA_EXPORT int pthread_kill(pthread_t t, int sig)
 		preload_sig_deliver();
 		return 0;
 	}
-	io_interrupt(); /* a target waiting in routed I/O takes it now */
+	preload_interrupt(t); /* a target that waits takes it now */
 	return 0;
 }
 

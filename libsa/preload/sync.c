@@ -250,6 +250,27 @@ SA_EXPORT int pthread_cond_destroy(pthread_cond_t *pc)
 	return pc ? -sa_cond_destroy((sa_cond_t *)pc) : EINVAL;
 }
 
+/*
+ * cond_wait_cp - a condition wait as a cancellation point, with the mutex
+ * held at each end.  pthread_kill() and pthread_cancel() cut it short: a
+ * cancellation acts with @m taken again, as POSIX wants for the cleanup
+ * handlers; after a signal handler it returns 0, a spurious wakeup.
+ * Returns a positive errno, or 0.
+ */
+static int cond_wait_cp(sa_cond_t *c, sa_mutex_t *m, clockid_t clk, const struct timespec *abs)
+{
+	int r;
+
+	preload_testcancel();
+	do
+		r = cond_wait_intr(c, m, clk, abs);
+	while (r == -EINTR && preload_wait_intr() == PRELOAD_INTR_NONE);
+	if (r == -EINTR)
+		return 0;
+	preload_testcancel();
+	return -r;
+}
+
 SA_EXPORT int pthread_cond_wait(pthread_cond_t *pc, pthread_mutex_t *pm)
 {
 	sa_cond_t *c;
@@ -260,10 +281,7 @@ SA_EXPORT int pthread_cond_wait(pthread_cond_t *pc, pthread_mutex_t *pm)
 		r = mutex_get(pm, &m);
 	if (r)
 		return r;
-	preload_testcancel(); /* a cancellation point: the mutex is held */
-	r = -sa_cond_wait(c, m);
-	preload_testcancel();
-	return r;
+	return cond_wait_cp(c, m, COND_CLOCK_OWN, NULL);
 }
 
 SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -277,10 +295,9 @@ SA_EXPORT int pthread_cond_timedwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 		r = mutex_get(pm, &m);
 	if (r)
 		return r;
-	preload_testcancel(); /* a cancellation point: the mutex is held */
-	r = -sa_cond_timedwait(c, m, abs);
-	preload_testcancel();
-	return r;
+	if (!abs)
+		return EINVAL;
+	return cond_wait_cp(c, m, COND_CLOCK_OWN, abs);
 }
 
 SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
@@ -294,10 +311,9 @@ SA_EXPORT int pthread_cond_clockwait(pthread_cond_t *pc, pthread_mutex_t *pm,
 		r = mutex_get(pm, &m);
 	if (r)
 		return r;
-	preload_testcancel(); /* a cancellation point: the mutex is held */
-	r = -sa_cond_clockwait(c, m, clk, abs);
-	preload_testcancel();
-	return r;
+	if (!abs)
+		return EINVAL;
+	return cond_wait_cp(c, m, clk, abs);
 }
 
 SA_EXPORT int pthread_cond_signal(pthread_cond_t *pc)
@@ -650,10 +666,32 @@ SA_EXPORT int sem_destroy(sem_t *s)
 	return sem_ours(s) ? preload_errno_ret(sa_sem_destroy((sa_sem_t *)s)) : real_sem.sem_destroy(s);
 }
 
+/*
+ * sem_wait_cp - a semaphore wait as a cancellation point, until @abs on
+ * @clk (NULL: no limit).  pthread_kill() and pthread_cancel() cut it
+ * short.  After a handler it fails with EINTR as glibc's does: always
+ * with a time limit (the kernel never restarts a futex wait that has
+ * one), without one unless the handler has SA_RESTART.
+ */
+static int sem_wait_cp(sem_t *s, clockid_t clk, const struct timespec *abs)
+{
+	enum preload_intr how = abs ? PRELOAD_INTR_RESTART : PRELOAD_INTR_EINTR;
+	int r;
+
+	preload_testcancel();
+	do
+		r = sem_wait_intr((sa_sem_t *)s, clk, abs);
+	while (r == -EINTR && preload_wait_intr() < how);
+	return (int)preload_errno_ret(r);
+}
+
 SA_EXPORT int sem_wait(sem_t *s)
 {
-	preload_testcancel();
-	return sem_ours(s) ? preload_errno_ret(sa_sem_wait((sa_sem_t *)s)) : real_sem.sem_wait(s);
+	if (!sem_ours(s)) {
+		preload_testcancel();
+		return real_sem.sem_wait(s);
+	}
+	return sem_wait_cp(s, CLOCK_REALTIME, NULL);
 }
 
 SA_EXPORT int sem_trywait(sem_t *s)
@@ -665,16 +703,18 @@ SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_timedwait(s, abs);
-	preload_testcancel();
-	return preload_errno_ret(sa_sem_timedwait((sa_sem_t *)s, CLOCK_REALTIME, abs));
+	if (!abs)
+		return preload_errno_ret(-EINVAL);
+	return sem_wait_cp(s, CLOCK_REALTIME, abs);
 }
 
 SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 {
 	if (!sem_ours(s))
 		return real_sem.sem_clockwait(s, clk, abs);
-	preload_testcancel();
-	return preload_errno_ret(sa_sem_timedwait((sa_sem_t *)s, clk, abs));
+	if (!abs)
+		return preload_errno_ret(-EINVAL);
+	return sem_wait_cp(s, clk, abs);
 }
 
 SA_EXPORT int sem_post(sem_t *s)

@@ -6,7 +6,8 @@
  * pthread_clockjoin_np() look again after sleeps that grow from 20 us to
  * 1 ms, never past the deadline: joining with a time limit is rare and
  * never on a hot path, and a sleeping uthread costs nothing.  They are
- * cancellation points.  Errors as glibc's: tryjoin says EBUSY for any
+ * cancellation points, and pthread_kill() and pthread_cancel() cut their
+ * sleeps short.  Errors as glibc's: tryjoin says EBUSY for any
  * thread that still runs; the timed joins say EDEADLK for the caller
  * itself, EINVAL for a detached thread or one another thread joins, for
  * a clock other than CLOCK_MONOTONIC and CLOCK_REALTIME, or for an
@@ -124,7 +125,9 @@ static int timed_join(pthread_t t, void **ret, clockid_t clk, const struct times
 			return ETIMEDOUT;
 		left = (uint64_t)(abs->tv_sec - now.tv_sec) * NSEC_PER_SEC +
 		       (uint64_t)(abs->tv_nsec - now.tv_nsec);
-		sa_sleep_ns(left < nap ? left : nap);
+		/* Cut short by pthread_kill() or pthread_cancel(): the
+		 * next look runs the handler or acts. */
+		sleep_until_intr(now_ns() + (left < nap ? left : nap));
 		if (nap < 1000000)
 			nap *= 2;
 	}

@@ -1,0 +1,519 @@
+/* pt_intr.c - pthread_kill() and pthread_cancel() cut a sleep, a condition,
+ * semaphore or join wait short at once, as under NPTL; one case per run */
+
+/*
+ * Usage: pt_intr CASE.  Each case starts a thread that waits far longer
+ * than the test may take (WAIT_S), lets it block, then signals or cancels
+ * it and checks that the wait ended within a generous bound (BOUND_S), so
+ * a loaded machine does not fail it while a wait that runs its course
+ * always does.  The handler has no SA_RESTART unless the case says so.
+ */
+
+#include <errno.h>
+#include <semaphore.h>
+#include <signal.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "pt.h"
+
+#define WAIT_S 30   /* what each wait asks for */
+#define BOUND_S 10  /* how long an interrupted one may take, at most */
+
+static atomic_int handled;
+static _Atomic(pthread_t) handled_on;
+static atomic_int ready;     /* the thread is about to wait */
+static atomic_int cleaned;   /* its cleanup handler ran */
+static atomic_int release;   /* let a waiting thread go */
+
+static pthread_mutex_t mtx;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static sem_t sem;
+
+static void on_sig(int sig)
+{
+	(void)sig;
+	atomic_store(&handled_on, pthread_self());
+	atomic_fetch_add(&handled, 1);
+}
+
+static void set_handler(int flags)
+{
+	struct sigaction sa = { .sa_handler = on_sig, .sa_flags = flags };
+
+	sigemptyset(&sa.sa_mask);
+	PT_OK(sigaction(SIGUSR1, &sa, NULL));
+}
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static struct timespec abs_in(clockid_t clk, int s)
+{
+	struct timespec ts;
+
+	clock_gettime(clk, &ts);
+	ts.tv_sec += s;
+	return ts;
+}
+
+/* The result a waiting thread leaves for main. */
+static struct {
+	int ret, err;
+	double took;
+	struct timespec rem;
+	unsigned left;
+} res;
+
+/* start - run @fn on a new thread and let it block in its wait. */
+static pthread_t start(void *(*fn)(void *))
+{
+	pthread_t t;
+
+	atomic_store(&ready, 0);
+	PT_OK(pthread_create(&t, NULL, fn, NULL));
+	while (!atomic_load(&ready))
+		usleep(1000);
+	usleep(50000); /* from "about to" to blocked */
+	return t;
+}
+
+/*
+ * kill_until - signal @t until *@flag is set.  A signal that lands just
+ * before the thread enters its wait runs the handler there and leaves the
+ * wait to run on (under NPTL as here): the next one, a little later, is
+ * the one the test is about.  On an idle machine the first one is.
+ */
+static void kill_until(pthread_t t, atomic_int *flag)
+{
+	double t0 = now_s();
+
+	while (!atomic_load(flag) && now_s() - t0 < BOUND_S) {
+		PT_OK(pthread_kill(t, SIGUSR1));
+		for (int i = 0; i < 50 && !atomic_load(flag); i++)
+			usleep(1000);
+	}
+	PT_CHECK(atomic_load(flag));
+}
+
+static atomic_int done; /* the waiting thread's call returned */
+
+/* kill_and_join - signal @t until its wait ends, join it; the handler
+ * ran on @t, and the wait ended early. */
+static void kill_and_join(pthread_t t)
+{
+	kill_until(t, &done);
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(atomic_load(&handled) >= 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	PT_CHECK(res.took < BOUND_S);
+}
+
+/* cancel_and_join - cancel @t, join it: cancelled, cleanup ran, at once. */
+static void cancel_and_join(pthread_t t)
+{
+	double t0 = now_s();
+	void *v = NULL;
+
+	PT_OK(pthread_cancel(t));
+	PT_OK(pthread_join(t, &v));
+	PT_CHECK(v == PTHREAD_CANCELED);
+	PT_CHECK(atomic_load(&cleaned) == 1);
+	PT_CHECK(now_s() - t0 < BOUND_S);
+}
+
+static void cleanup(void *arg)
+{
+	(void)arg;
+	atomic_fetch_add(&cleaned, 1);
+}
+
+/* ------------------------------------------------------------------------
+ * Sleeps: EINTR after any handler, nanosleep with the time left
+ */
+
+static void *nanosleeper(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+	double t0;
+
+	(void)arg;
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = nanosleep(&req, &res.rem);
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void kill_nanosleep(int flags)
+{
+	set_handler(flags);
+	kill_and_join(start(nanosleeper));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	/* The time left: what was asked less what was slept. */
+	PT_CHECK(res.rem.tv_sec >= WAIT_S - BOUND_S && res.rem.tv_sec < WAIT_S);
+}
+
+static void *clock_nanosleeper(void *arg)
+{
+	struct timespec req = abs_in(CLOCK_MONOTONIC, WAIT_S);
+	double t0;
+
+	(void)arg;
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &req, NULL);
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *usleeper(void *arg)
+{
+	double t0;
+
+	(void)arg;
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = usleep(WAIT_S * 1000000u - 1);
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *sleeper(void *arg)
+{
+	double t0;
+
+	(void)arg;
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.left = sleep(WAIT_S);
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *cancel_sleeper(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	nanosleep(&req, NULL);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+/* Cancellation disabled: a cancel does not cut the sleep short, and it is
+ * acted on when enabled again. */
+static void *disabled_sleeper(void *arg)
+{
+	struct timespec req = { .tv_nsec = 300000000 };
+	double t0;
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	PT_OK(pthread_setcancelstate(PTHREAD_CANCEL_DISABLE, NULL));
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = nanosleep(&req, NULL);
+	res.took = now_s() - t0;
+	PT_OK(pthread_setcancelstate(PTHREAD_CANCEL_ENABLE, NULL));
+	pthread_testcancel();
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+/* A blocked signal does not cut the sleep short; it runs when unblocked. */
+static void *masked_sleeper(void *arg)
+{
+	struct timespec req = { .tv_nsec = 300000000 };
+	sigset_t s;
+	double t0;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	PT_OK(pthread_sigmask(SIG_BLOCK, &s, NULL));
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = nanosleep(&req, NULL);
+	res.took = now_s() - t0;
+	while (!atomic_load(&release)) /* main has sent it */
+		usleep(1000);
+	res.err = atomic_load(&handled); /* before unblocking */
+	PT_OK(pthread_sigmask(SIG_UNBLOCK, &s, NULL));
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Condition waits: the handler runs at once, the wait returns 0 (a
+ * spurious wakeup) or goes on; a cancel acts with the mutex held.
+ */
+
+static void *cond_waiter(void *arg)
+{
+	int timed = arg != NULL;
+
+	PT_OK(pthread_mutex_lock(&mtx));
+	atomic_store(&ready, 1);
+	while (!atomic_load(&release)) {
+		if (timed) {
+			struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+
+			res.ret = pthread_cond_timedwait(&cond, &mtx, &abs);
+		} else {
+			res.ret = pthread_cond_wait(&cond, &mtx);
+		}
+		if (res.ret)
+			break;
+	}
+	/* The mutex is ours again (error-checking: EPERM otherwise). */
+	res.err = pthread_mutex_unlock(&mtx);
+	return NULL;
+}
+
+static void *cond_timed_waiter(void *arg)
+{
+	(void)arg;
+	return cond_waiter((void *)1);
+}
+
+static void kill_cond(void *(*fn)(void *))
+{
+	pthread_t t;
+
+	set_handler(0);
+	t = start(fn);
+	kill_until(t, &handled); /* while the thread waits */
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	PT_OK(pthread_mutex_lock(&mtx));
+	atomic_store(&release, 1);
+	PT_OK(pthread_cond_signal(&cond));
+	PT_OK(pthread_mutex_unlock(&mtx));
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 0 && res.err == 0);
+}
+
+static void cancel_cond_cleanup(void *arg)
+{
+	(void)arg;
+	/* Run with the mutex held again: unlocking it succeeds. */
+	res.err = pthread_mutex_unlock(&mtx);
+	atomic_fetch_add(&cleaned, 1);
+}
+
+static void *cancel_cond_waiter(void *arg)
+{
+	(void)arg;
+	PT_OK(pthread_mutex_lock(&mtx));
+	pthread_cleanup_push(cancel_cond_cleanup, NULL);
+	atomic_store(&ready, 1);
+	while (!atomic_load(&release))
+		pthread_cond_wait(&cond, &mtx);
+	pthread_cleanup_pop(1);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Semaphores
+ */
+
+static void *sem_waiter(void *arg)
+{
+	double t0;
+
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	if (arg) {
+		struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+
+		res.ret = sem_timedwait(&sem, &abs);
+	} else {
+		res.ret = sem_wait(&sem);
+	}
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *sem_timed_waiter(void *arg)
+{
+	(void)arg;
+	return sem_waiter((void *)1);
+}
+
+static void *cancel_sem_waiter(void *arg)
+{
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	sem_wait(&sem);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ * Joins: the handler runs while the join waits, which then goes on; a
+ * cancelled joiner leaves its target joinable.
+ */
+
+static void *held(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&release))
+		usleep(1000);
+	return (void *)42;
+}
+
+static pthread_t target;
+
+static void *joiner(void *arg)
+{
+	void *v = NULL;
+
+	(void)arg;
+	atomic_store(&ready, 1);
+	res.ret = pthread_join(target, &v);
+	res.err = v == (void *)42;
+	return NULL;
+}
+
+static void *cancel_joiner(void *arg)
+{
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	pthread_join(target, NULL);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+/* ------------------------------------------------------------------------
+ */
+
+static void run(const char *c)
+{
+	if (!strcmp(c, "kill_nanosleep")) {
+		kill_nanosleep(0);
+	} else if (!strcmp(c, "kill_nanosleep_sa_restart")) {
+		kill_nanosleep(SA_RESTART); /* sleeps are never restarted */
+	} else if (!strcmp(c, "kill_clock_nanosleep_abs")) {
+		set_handler(0);
+		kill_and_join(start(clock_nanosleeper));
+		PT_CHECK(res.ret == EINTR);
+	} else if (!strcmp(c, "kill_usleep")) {
+		set_handler(0);
+		kill_and_join(start(usleeper));
+		PT_CHECK(res.ret == -1 && res.err == EINTR);
+	} else if (!strcmp(c, "kill_sleep")) {
+		set_handler(0);
+		kill_and_join(start(sleeper));
+		PT_CHECK(res.left > WAIT_S - BOUND_S && res.left <= WAIT_S);
+	} else if (!strcmp(c, "kill_blocked_signal_waits_on")) {
+		set_handler(0);
+		{
+			pthread_t t = start(masked_sleeper);
+
+			PT_OK(pthread_kill(t, SIGUSR1));
+			atomic_store(&release, 1);
+			PT_OK(pthread_join(t, NULL));
+		}
+		PT_CHECK(res.ret == 0 && res.err == 0 && res.took >= 0.2);
+		PT_CHECK(atomic_load(&handled) == 1);
+	} else if (!strcmp(c, "kill_cond_wait")) {
+		kill_cond(cond_waiter);
+	} else if (!strcmp(c, "kill_cond_timedwait")) {
+		kill_cond(cond_timed_waiter);
+	} else if (!strcmp(c, "kill_sem_wait")) {
+		set_handler(0);
+		kill_and_join(start(sem_waiter));
+		PT_CHECK(res.ret == -1 && res.err == EINTR);
+	} else if (!strcmp(c, "kill_sem_timedwait")) {
+		set_handler(0);
+		kill_and_join(start(sem_timed_waiter));
+		PT_CHECK(res.ret == -1 && res.err == EINTR);
+	} else if (!strcmp(c, "kill_sem_wait_sa_restart")) {
+		/* The handler runs at once; the wait goes on, and takes the
+		 * unit posted afterwards. */
+		pthread_t t;
+
+		set_handler(SA_RESTART);
+		t = start(sem_waiter);
+		kill_until(t, &handled);
+		PT_CHECK(!atomic_load(&done)); /* still waiting */
+		PT_OK(sem_post(&sem));
+		PT_OK(pthread_join(t, NULL));
+		PT_CHECK(res.ret == 0);
+	} else if (!strcmp(c, "kill_join")) {
+		pthread_t t;
+
+		set_handler(0);
+		PT_OK(pthread_create(&target, NULL, held, NULL));
+		t = start(joiner);
+		kill_until(t, &handled); /* while it joins */
+		PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+		atomic_store(&release, 1);
+		PT_OK(pthread_join(t, NULL));
+		PT_CHECK(res.ret == 0 && res.err == 1); /* joined, after all */
+	} else if (!strcmp(c, "cancel_nanosleep")) {
+		cancel_and_join(start(cancel_sleeper));
+	} else if (!strcmp(c, "cancel_disabled_sleep_runs_its_course")) {
+		pthread_t t = start(disabled_sleeper);
+		void *v = NULL;
+
+		PT_OK(pthread_cancel(t));
+		PT_OK(pthread_join(t, &v));
+		PT_CHECK(v == PTHREAD_CANCELED);
+		PT_CHECK(res.ret == 0 && res.took >= 0.2);
+		PT_CHECK(atomic_load(&cleaned) == 1);
+	} else if (!strcmp(c, "cancel_cond_wait")) {
+		cancel_and_join(start(cancel_cond_waiter));
+		PT_CHECK(res.err == 0); /* the cleanup found the mutex held */
+	} else if (!strcmp(c, "cancel_sem_wait")) {
+		cancel_and_join(start(cancel_sem_waiter));
+		PT_OK(sem_post(&sem));
+		PT_OK(sem_trywait(&sem)); /* the unit was left for others */
+	} else if (!strcmp(c, "cancel_join_leaves_target_joinable")) {
+		void *v = NULL;
+
+		PT_OK(pthread_create(&target, NULL, held, NULL));
+		cancel_and_join(start(cancel_joiner));
+		atomic_store(&release, 1);
+		PT_OK(pthread_join(target, &v));
+		PT_CHECK(v == (void *)42);
+	} else {
+		fprintf(stderr, "pt_intr: no case %s\n", c);
+		exit(2);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	pthread_mutexattr_t a;
+
+	if (argc != 2) {
+		fprintf(stderr, "usage: pt_intr CASE\n");
+		return 2;
+	}
+	alarm(60);
+	pthread_mutexattr_init(&a);
+	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
+	PT_OK(pthread_mutex_init(&mtx, &a));
+	PT_OK(sem_init(&sem, 0, 0));
+	run(argv[1]);
+	printf("pt_intr %s: %s\n", argv[1], pt_exit_status() ? "FAILED" : "ok");
+	return pt_exit_status();
+}
