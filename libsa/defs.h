@@ -284,10 +284,13 @@ struct __cacheline_aligned uthread {
 	char name[16];
 	void *tp;                   /* its thread pointer when UTF_TLS */
 
-	/* line 3: waiting */
+	/* line 3: waiting; robust mutexes held (touched by itself only) */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
 	struct key_block **keys;    /* per-uthread key values */
 	uint64_t io_deadline;       /* sa_io_set_deadline(), monotonic ns or 0 */
+	sa_mutex_t **robust;        /* robust mutexes it owns (mutex.c) */
+	uint32_t nrobust;           /* entries in use */
+	uint32_t robust_cap;        /* entries the mapping holds */
 };
 
 #define UT_ID_MAX 0x7ffffffeu
@@ -900,7 +903,9 @@ static __always_inline bool check_magic(uint32_t word, uint32_t magic)
 
 /* mutex.c: what condition variables need of a mutex */
 uint32_t mutex_unlock_full(sa_mutex_t *pm);
-void mutex_relock_count(sa_mutex_t *pm, uint32_t count);
+int mutex_relock_count(sa_mutex_t *pm, uint32_t count);
+/* mutex.c: the end of an owner of robust mutexes */
+void mutex_robust_owner_exit(struct uthread *ut);
 bool mutex_owned_by_self(sa_mutex_t *pm);
 bool mutex_valid_obj(sa_mutex_t *pm);
 
