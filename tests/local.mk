@@ -126,7 +126,8 @@ pt_progs = \
 	tests/preload/pt_fork \
 	tests/preload/pt_kill \
 	tests/preload/pt_yield \
-	tests/preload/pt_c11
+	tests/preload/pt_c11 \
+	tests/preload/pt_robust
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -176,6 +177,8 @@ tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
 tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h
 tests_preload_pt_c11_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_robust_SOURCES = tests/preload/pt_robust.c tests/preload/pt.h
+tests_preload_pt_robust_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

@@ -231,6 +231,72 @@ Test(preload, c11_threads_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_c11")
 Test(preload, c11_threads_2vps) { expect_program("2", PROG("pt_c11"), NULL, 67); }
 Test(preload, c11_threads_same_under_nptl) { expect_nptl(PROG("pt_c11")); }
 
+/*
+ * Robust mutexes: one behaviour of pt_robust per test, on one VP with the
+ * hand-off off (a thread blocked in the kernel would stop the others), on
+ * two VPs, and under NPTL, whose results they must equal.
+ */
+static void expect_case(const char *vps, const char *prog, const char *name)
+{
+	char env_vps[16];
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", env_vps, "SA_BLOCKED_US=0",
+			 "LD_PRELOAD=" PRELOAD_LIB, (char *)prog, (char *)name, NULL };
+	struct run r;
+
+	snprintf(env_vps, sizeof(env_vps), "SA_VPS=%s", vps);
+	if (strcmp(vps, "2") == 0)
+		argv[3] = "SA_BLOCKED_US=1000";
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s on %s VPs exited %d:\n%s", prog, name, vps,
+		     r.status, r.out);
+}
+
+static void expect_case_nptl(const char *prog, const char *name)
+{
+	char *argv[] = { (char *)prog, (char *)name, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s under NPTL exited %d:\n%s", prog, name,
+		     r.status, r.out);
+}
+
+#define ROBUST_CASE(name)                                                       \
+	Test(preload, robust_##name##_1vp_no_handoff)                           \
+	{                                                                       \
+		expect_case("1", PROG("pt_robust"), #name);                     \
+	}                                                                       \
+	Test(preload, robust_##name##_2vps)                                     \
+	{                                                                       \
+		expect_case("2", PROG("pt_robust"), #name);                     \
+	}                                                                       \
+	Test(preload, robust_##name##_same_under_nptl)                          \
+	{                                                                       \
+		expect_case_nptl(PROG("pt_robust"), #name);                     \
+	}
+
+ROBUST_CASE(attr)
+ROBUST_CASE(owner_return)
+ROBUST_CASE(owner_pthread_exit)
+ROBUST_CASE(owner_cancelled)
+ROBUST_CASE(trylock_eownerdead)
+ROBUST_CASE(timedlock_eownerdead)
+ROBUST_CASE(waiter_eownerdead)
+ROBUST_CASE(notrecoverable_lock)
+ROBUST_CASE(notrecoverable_trylock)
+ROBUST_CASE(notrecoverable_timedlock)
+ROBUST_CASE(notrecoverable_other_thread)
+ROBUST_CASE(consistent_einval)
+ROBUST_CASE(unlock_by_other_eperm)
+ROBUST_CASE(cond_wait_eownerdead)
+
+/* The shim's documented limit: a process-shared robust mutex, like any
+ * process-shared mutex, fails at init. */
+Test(preload, robust_pshared_enotsup_1vp)
+{
+	expect_case("1", PROG("pt_robust"), "pshared_enotsup");
+}
+
 /* ---- sa-run's command line ---- */
 
 static void expect_run_error(char *const argv[], int status, const char *msg)

@@ -87,8 +87,12 @@
  *
  * pthread_kill() and signal masks: signal.c.
  *
- * Not yet: robust mutexes' EOWNERDEAD, process-shared objects.
- * libsa-preload(7) lists them for users.
+ * Robust mutexes are libsa's (mutex.c): the shim passes the attribute
+ * on, and a uthread's end, which pthread_exit() and cancellation reach
+ * by returning from the trampoline, releases the robust mutexes it holds.
+ *
+ * Not yet: process-shared objects.  libsa-preload(7) lists the limits
+ * for users.
  */
 
 #define SA_PRELOAD_NO_REDIRECT

@@ -138,20 +138,23 @@ static __always_inline int mutex_get(pthread_mutex_t *pm, sa_mutex_t **out)
 SA_EXPORT int pthread_mutex_init(pthread_mutex_t *pm, const pthread_mutexattr_t *attr)
 {
 	int type = PTHREAD_MUTEX_DEFAULT, pshared = PTHREAD_PROCESS_PRIVATE;
+	int robust = PTHREAD_MUTEX_STALLED;
 
 	preload_start();
 	if (!pm)
 		return EINVAL;
 	if (attr && (pthread_mutexattr_gettype(attr, &type) ||
-		     pthread_mutexattr_getpshared(attr, &pshared)))
+		     pthread_mutexattr_getpshared(attr, &pshared) ||
+		     pthread_mutexattr_getrobust(attr, &robust)))
 		return EINVAL;
 	if (pshared == PTHREAD_PROCESS_SHARED)
 		return ENOTSUP;
 	memset(pm, 0, sizeof(*pm));
 	return -sa_mutex_init((sa_mutex_t *)pm,
-			      type == PTHREAD_MUTEX_RECURSIVE ? SA_MUTEX_RECURSIVE :
-			      type == PTHREAD_MUTEX_ERRORCHECK ? SA_MUTEX_ERRORCHECK :
-			      SA_MUTEX_NORMAL);
+			      (type == PTHREAD_MUTEX_RECURSIVE ? SA_MUTEX_RECURSIVE :
+			       type == PTHREAD_MUTEX_ERRORCHECK ? SA_MUTEX_ERRORCHECK :
+			       SA_MUTEX_NORMAL) |
+			      (robust == PTHREAD_MUTEX_ROBUST ? SA_MUTEX_ROBUST : 0));
 }
 
 SA_EXPORT int pthread_mutex_destroy(pthread_mutex_t *pm)
@@ -200,6 +203,23 @@ SA_EXPORT int pthread_mutex_unlock(pthread_mutex_t *pm)
 	int r = mutex_get(pm, &m);
 
 	return r ? r : -sa_mutex_unlock(m);
+}
+
+/* Robust mutexes: libsa reports an owner's end (libsa/mutex.c). */
+SA_EXPORT int pthread_mutex_consistent(pthread_mutex_t *pm)
+{
+	sa_mutex_t *m;
+	int r = mutex_get(pm, &m);
+
+	return r ? r : -sa_mutex_consistent(m);
+}
+
+/* The name from before POSIX had robust mutexes, which glibc keeps for
+ * old programs (<pthread.h> renames it to the POSIX one). */
+int preload_mutex_consistent_np(pthread_mutex_t *pm) __asm__("pthread_mutex_consistent_np");
+SA_EXPORT int preload_mutex_consistent_np(pthread_mutex_t *pm)
+{
+	return pthread_mutex_consistent(pm);
 }
 
 /* ------------------------------------------------------------------------
