@@ -92,6 +92,13 @@ tests_libsa_lockcheck_la_CFLAGS = $(libsa_la_CFLAGS) -DSA_DEBUG_LOCKS
 tests_libsa_lockcheck_la_CCASFLAGS = $(AM_CCASFLAGS)
 tests_libsa_lockcheck_la_LIBADD = $(LIBURING_LIBS) -lpthread -ldl
 
+# io_futex_wait() is internal too: its test links the same build.
+check_PROGRAMS += tests/test_futex
+TESTS += tests/test_futex
+tests_test_futex_SOURCES = tests/test_futex.c tests/helpers.h
+tests_test_futex_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_futex_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
+
 tests_test_critsec_SOURCES = tests/test_critsec.c tests/helpers.h
 tests_test_critsec_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
 tests_test_critsec_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
