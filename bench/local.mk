@@ -73,9 +73,10 @@ bench-build: $(BENCH_PROGS)
 bench: bench-build
 	$(SHELL) $(srcdir)/bench/run-suite --builddir . $(BENCH_FLAGS)
 
-# Real programs (sysbench, memcached) under NPTL and under libsa-preload.so;
-# BENCH_CORPUS_FLAGS: options for bench/run-corpus, e.g. "--threads 512".
-bench-corpus: all
+# Programs under NPTL and under libsa-preload.so: the NPTL build of the
+# micro suite, sysbench and memcached; BENCH_CORPUS_FLAGS: options for
+# bench/run-corpus, e.g. "--threads 512" or "--only micro".
+bench-corpus: all bench/bench-micro-nptl$(EXEEXT)
 	$(SHELL) $(srcdir)/bench/run-corpus --builddir . $(BENCH_CORPUS_FLAGS)
 
 clean-local: clean-local-bench

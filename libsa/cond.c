@@ -68,7 +68,7 @@ static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline, bool intr
 {
 	struct sa_waiter w;
 	uint32_t count;
-	int ret;
+	int ret, relock;
 
 	sa_enter();
 	if (!cond_valid(c) || !mutex_valid_obj(m))
@@ -81,8 +81,8 @@ static int cond_wait(struct cond *c, sa_mutex_t *m, uint64_t deadline, bool intr
 		ret = wait_park_unlock_intr(&c->lock, &c->q, &w, deadline);
 	else
 		ret = wait_park_unlock(&c->lock, &c->q, &w, deadline);
-	mutex_relock_count(m, count);
-	return ret;
+	relock = mutex_relock_count(m, count);
+	return relock ? relock : ret;
 }
 
 SA_EXPORT int sa_cond_wait(sa_cond_t *pc, sa_mutex_t *m)

@@ -286,11 +286,14 @@ struct __cacheline_aligned uthread {
 	char name[16];
 	void *tp;                   /* its thread pointer when UTF_TLS */
 
-	/* line 3: waiting */
+	/* line 3: waiting; robust mutexes held (touched by itself only) */
 	_Atomic uint32_t park_word; /* external threads park on this futex */
 	_Atomic uint32_t join_state; /* enum wait_state of its sa_join() wait */
 	struct key_block **keys;    /* per-uthread key values */
 	uint64_t io_deadline;       /* sa_io_set_deadline(), monotonic ns or 0 */
+	sa_mutex_t **robust;        /* robust mutexes it owns (mutex.c) */
+	uint32_t nrobust;           /* entries in use */
+	uint32_t robust_cap;        /* entries the mapping holds */
 	_Atomic uint32_t *_Atomic intr_wait; /* the state word of its
 				      * interruptible wait, or NULL (wait.c) */
 	_Atomic uint32_t intr_req;  /* ut_interrupt() asked, not yet consumed */
@@ -933,7 +936,9 @@ static __always_inline bool check_magic(uint32_t word, uint32_t magic)
 
 /* mutex.c: what condition variables need of a mutex */
 uint32_t mutex_unlock_full(sa_mutex_t *pm);
-void mutex_relock_count(sa_mutex_t *pm, uint32_t count);
+int mutex_relock_count(sa_mutex_t *pm, uint32_t count);
+/* mutex.c: the end of an owner of robust mutexes */
+void mutex_robust_owner_exit(struct uthread *ut);
 bool mutex_owned_by_self(sa_mutex_t *pm);
 bool mutex_valid_obj(sa_mutex_t *pm);
 

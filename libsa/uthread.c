@@ -176,6 +176,8 @@ static void ext_release(void *p)
 
 	keys_run_destructors(ut);
 	keys_release(ut);
+	if (unlikely(ut->robust))
+		mutex_robust_owner_exit(ut);
 	tls_ext = NULL;
 	spin_lock(&ut->lock);
 	ut_free(ut);
@@ -454,6 +456,8 @@ void ut_exit_current(void *retval)
 		tls_thread_exit();
 	keys_run_destructors(me);
 	keys_release(me);
+	if (unlikely(me->robust))
+		mutex_robust_owner_exit(me);
 	if (me->flags & UTF_MAIN)
 		main_exit(me);
 

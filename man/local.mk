@@ -37,6 +37,7 @@ dist_man_MANS += \
 	man/sa_join.3 \
 	man/sa_key_create.3 \
 	man/sa_key_delete.3 \
+	man/sa_mutex_consistent.3 \
 	man/sa_mutex_destroy.3 \
 	man/sa_mutex_init.3 \
 	man/sa_mutex_lock.3 \

@@ -93,6 +93,13 @@ tests_libsa_lockcheck_la_CFLAGS = $(libsa_la_CFLAGS) -DSA_DEBUG_LOCKS
 tests_libsa_lockcheck_la_CCASFLAGS = $(AM_CCASFLAGS)
 tests_libsa_lockcheck_la_LIBADD = $(LIBURING_LIBS) -lpthread -ldl
 
+# io_futex_wait() is internal too: its test links the same build.
+check_PROGRAMS += tests/test_futex
+TESTS += tests/test_futex
+tests_test_futex_SOURCES = tests/test_futex.c tests/helpers.h
+tests_test_futex_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_futex_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
+
 tests_test_critsec_SOURCES = tests/test_critsec.c tests/helpers.h
 tests_test_critsec_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
 tests_test_critsec_LDADD = tests/libsa-lockcheck.la $(CRITERION_LIBS)
@@ -135,7 +142,9 @@ pt_progs = \
 	tests/preload/pt_intr \
 	tests/preload/pt_sock \
 	tests/preload/pt_yield \
-	tests/preload/pt_c11
+	tests/preload/pt_c11 \
+	tests/preload/pt_robust \
+	tests/preload/pt_namedsem
 check_PROGRAMS += $(pt_progs) tests/test_preload
 TESTS += tests/test_preload
 check_LTLIBRARIES += tests/preload/pt_module.la tests/preload/pt_early.la
@@ -189,11 +198,15 @@ tests_preload_pt_yield_SOURCES = tests/preload/pt_yield.c tests/preload/pt.h
 tests_preload_pt_yield_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_c11_SOURCES = tests/preload/pt_c11.c tests/preload/pt.h
 tests_preload_pt_c11_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_robust_SOURCES = tests/preload/pt_robust.c tests/preload/pt.h
+tests_preload_pt_robust_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_namedsem_SOURCES = tests/preload/pt_namedsem.c tests/preload/pt.h
+tests_preload_pt_namedsem_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'
-tests_test_preload_CFLAGS = $(TESTS_CFLAGS)
-tests_test_preload_LDADD = $(CRITERION_LIBS)
+tests_test_preload_CFLAGS = $(TESTS_CFLAGS) $(LIBURING_CFLAGS)
+tests_test_preload_LDADD = $(CRITERION_LIBS) $(LIBURING_LIBS)
 
 # The real-program corpus: each program runs under NPTL and under the
 # shim, and test_corpus compares the two.  The two built here link

@@ -272,6 +272,51 @@ static void *pinger(void *arg)
 }
 
 /*
+ * Robust mutexes: a contended lock (waiters queue and are handed it) whose
+ * owner now and then is a uthread that ends holding it, so that the next
+ * owner gets -EOWNERDEAD and makes it consistent.
+ */
+static sa_mutex_t robust_mtx;
+static _Atomic uint64_t robust_dead, robust_reported;
+
+static const char *const robust_sections[] = {
+	"robust_take_or_flag", "robust_release", NULL,
+};
+
+static void *robust_end_holding(void *arg)
+{
+	(void)arg;
+	if (sa_mutex_lock(&robust_mtx) == -EOWNERDEAD) {
+		atomic_fetch_add(&robust_reported, 1);
+		UT_CHECK(sa_mutex_consistent(&robust_mtx) == 0);
+	}
+	atomic_fetch_add(&robust_dead, 1);
+	return NULL;
+}
+
+static void *robuster(void *arg)
+{
+	uint64_t s = IP(arg);
+
+	while (!atomic_load(&stop) && !names_recovered(robust_sections)) {
+		int r = sa_mutex_lock(&robust_mtx);
+
+		UT_CHECK(r == 0 || r == -EOWNERDEAD);
+		if (r == -EOWNERDEAD) {
+			atomic_fetch_add(&robust_reported, 1);
+			UT_CHECK(sa_mutex_consistent(&robust_mtx) == 0);
+		}
+		libc_work((int)s);
+		if ((h_rand(&s) & 3) == 0)
+			sa_yield();
+		UT_CHECK(sa_mutex_unlock(&robust_mtx) == 0);
+		if ((h_rand(&s) & 15) == 0)
+			h_join(h_spawn(robust_end_holding, NULL));
+	}
+	return NULL;
+}
+
+/*
  * The stopper is a plain thread, not a uthread: the spawners' create+join
  * cycles keep handing the VP through the next slot, which may keep a
  * queued uthread (the test body) off its VP for a long time.
@@ -291,9 +336,9 @@ static void *stopper(void *arg)
  * @limit_ns passes; returns whether every one was. */
 static bool run_mix(uint64_t limit_ns)
 {
-	sa_uthread_t t[18], ya = 0, yb = 0;
+	sa_uthread_t t[20], ya = 0, yb = 0;
 	pthread_t st;
-	int n = 0;
+	int n = 0, r;
 
 	atomic_store(&stop, 0);
 	SA_OK(sa_mutex_init(&mtx, SA_MUTEX_NORMAL));
@@ -301,6 +346,9 @@ static bool run_mix(uint64_t limit_ns)
 	SA_OK(sa_sem_init(&ping, 0));
 	SA_OK(sa_sem_init(&pong, 0));
 	SA_OK(sa_rwlock_init(&rwl));
+	SA_OK(sa_mutex_init(&robust_mtx, SA_MUTEX_ROBUST));
+	atomic_store(&robust_dead, 0);
+	atomic_store(&robust_reported, 0);
 	atomic_store(&once_runs, 0);
 	atomic_store(&churn_rounds, 0);
 	t[n++] = ya = h_spawn(yielder, &yb);
@@ -316,6 +364,8 @@ static bool run_mix(uint64_t limit_ns)
 		t[n++] = h_spawn(churner, UP(i + 21));
 	for (int i = 0; i < 4; i++)
 		t[n++] = h_spawn(pinger, UP(i));
+	for (int i = 0; i < 2; i++)
+		t[n++] = h_spawn(robuster, UP(i + 31));
 	mix_end = h_mono() + limit_ns;
 	st = h_pthread(stopper, NULL);
 	for (int i = 0; i < n; i++)
@@ -323,6 +373,17 @@ static bool run_mix(uint64_t limit_ns)
 	h_pthread_join(st);
 	assert_no_ut_failures();
 	cr_assert_eq(counter, atomic_load(&increments), "the mutex lost updates");
+	r = sa_mutex_lock(&robust_mtx); /* the last owner may have ended */
+	cr_assert(r == 0 || r == -EOWNERDEAD, "robust lock: %d", r);
+	if (r == -EOWNERDEAD) {
+		atomic_fetch_add(&robust_reported, 1);
+		SA_OK(sa_mutex_consistent(&robust_mtx));
+	}
+	SA_OK(sa_mutex_unlock(&robust_mtx));
+	cr_assert_eq(atomic_load(&robust_reported), atomic_load(&robust_dead),
+		     "%llu robust owners ended, %llu reported",
+		     (unsigned long long)atomic_load(&robust_dead),
+		     (unsigned long long)atomic_load(&robust_reported));
 	cr_assert_eq(atomic_load(&once_runs), atomic_load(&churn_rounds),
 		     "once ran %u times in %u rounds", atomic_load(&once_runs),
 		     atomic_load(&churn_rounds));

@@ -638,3 +638,430 @@ Test(mutex, pthreads_and_uthreads_exclude_each_other, .timeout = 20)
 	assert_no_ut_failures();
 	cr_assert_eq(counter, (long)(EX_N + P) * EX_ITERS);
 }
+
+/* ---- robust mutexes ---- */
+
+/* A uthread or pthread that locks each of @n robust mutexes and ends
+ * holding them. */
+struct dier {
+	sa_mutex_t *m[3];
+	int n;
+};
+
+static void *lock_and_end(void *arg)
+{
+	struct dier *d = arg;
+
+	for (int i = 0; i < d->n; i++)
+		UT_CHECK_EQ(sa_mutex_lock(d->m[i]), 0);
+	return NULL;
+}
+
+/* robust_orphan - init @m robust of @type; a uthread locks it and ends. */
+static void robust_orphan(sa_mutex_t *m, int type)
+{
+	struct dier d = { { m }, 1 };
+
+	SA_OK(sa_mutex_init(m, SA_MUTEX_ROBUST | type));
+	h_join(h_spawn(lock_and_end, &d));
+	assert_no_ut_failures();
+}
+
+Test(mutex, robust_init_each_type, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_RECURSIVE));
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_ERRORCHECK));
+	SA_ERR(sa_mutex_init(&m, SA_MUTEX_ROBUST | 3), -EINVAL);
+	SA_ERR(sa_mutex_init(&m, SA_MUTEX_ROBUST | 0x20), -EINVAL);
+}
+
+Test(mutex, robust_uncontended_lock_unlock, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	for (int i = 0; i < 1000; i++) {
+		SA_OK(sa_mutex_lock(&m));
+		SA_OK(sa_mutex_unlock(&m));
+	}
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, robust_owner_end_next_lock_eownerdead, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_NORMAL);
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	SA_ERR(sa_mutex_trylock(&m), -EBUSY); /* the caller owns it now */
+	SA_OK(sa_mutex_consistent(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, robust_owner_end_trylock_eownerdead, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_ERRORCHECK);
+	SA_ERR(sa_mutex_trylock(&m), -EOWNERDEAD);
+	SA_OK(sa_mutex_consistent(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_owner_end_timedlock_eownerdead, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct timespec dl;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_RECURSIVE);
+	dl = h_deadline(CLOCK_MONOTONIC, 100 * NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -EOWNERDEAD);
+	SA_OK(sa_mutex_consistent(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+/* A waiter parked while the owner ends is handed the mutex, dead owner
+ * and all. */
+struct robust_waiter {
+	sa_mutex_t *m;
+	_Atomic int started;
+	int rc;
+};
+
+static void *robust_wait_lock(void *arg)
+{
+	struct robust_waiter *w = arg;
+
+	atomic_store(&w->started, 1);
+	w->rc = sa_mutex_lock(w->m);
+	if (w->rc == -EOWNERDEAD) {
+		UT_CHECK_EQ(sa_mutex_consistent(w->m), 0);
+		UT_CHECK_EQ(sa_mutex_unlock(w->m), 0);
+	}
+	return NULL;
+}
+
+static _Atomic int release_holder;
+
+static void *lock_wait_end(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_lock(arg), 0);
+	while (!atomic_load(&release_holder))
+		sa_sleep_ns(NSEC_PER_MSEC);
+	return NULL;
+}
+
+Test(mutex, robust_owner_end_wakes_waiter_eownerdead, .timeout = 10)
+{
+	struct robust_waiter w = { 0 };
+	sa_uthread_t holder, waiter;
+	sa_mutex_t m;
+
+	h_start(1);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	w.m = &m;
+	holder = h_spawn(lock_wait_end, &m);
+	SA_OK(sa_sleep_ns(5 * NSEC_PER_MSEC));
+	waiter = h_spawn(robust_wait_lock, &w);
+	while (!atomic_load(&w.started))
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+	SA_OK(sa_sleep_ns(5 * NSEC_PER_MSEC)); /* it is parked on m */
+	atomic_store(&release_holder, 1);
+	h_join(holder);
+	h_join(waiter);
+	assert_no_ut_failures();
+	cr_assert_eq(w.rc, -EOWNERDEAD);
+	SA_OK(sa_mutex_lock(&m)); /* made consistent by the waiter */
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_pthread_owner_end_eownerdead, .timeout = 10)
+{
+	struct dier d;
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	d = (struct dier){ { &m }, 1 };
+	h_pthread_join(h_pthread(lock_and_end, &d));
+	assert_no_ut_failures();
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	SA_OK(sa_mutex_consistent(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_every_held_mutex_released_at_end, .timeout = 10)
+{
+	sa_mutex_t m[3];
+	struct dier d = { { &m[0], &m[1], &m[2] }, 3 };
+
+	h_start(0);
+	for (int i = 0; i < 3; i++)
+		SA_OK(sa_mutex_init(&m[i], SA_MUTEX_ROBUST));
+	h_join(h_spawn(lock_and_end, &d));
+	assert_no_ut_failures();
+	for (int i = 0; i < 3; i++) {
+		SA_ERR(sa_mutex_lock(&m[i]), -EOWNERDEAD);
+		SA_OK(sa_mutex_consistent(&m[i]));
+		SA_OK(sa_mutex_unlock(&m[i]));
+	}
+}
+
+Test(mutex, robust_unlocked_mutex_not_reported_at_end, .timeout = 10)
+{
+	sa_mutex_t m[2];
+	struct dier d = { { &m[0], &m[1] }, 2 };
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m[0], SA_MUTEX_ROBUST));
+	SA_OK(sa_mutex_init(&m[1], SA_MUTEX_ROBUST));
+	d.n = 1;
+	h_join(h_spawn(lock_and_end, &d)); /* ends holding m[0] only */
+	SA_OK(sa_mutex_lock(&m[1]));
+	SA_OK(sa_mutex_unlock(&m[1]));
+	SA_ERR(sa_mutex_lock(&m[0]), -EOWNERDEAD);
+	SA_OK(sa_mutex_consistent(&m[0]));
+	SA_OK(sa_mutex_unlock(&m[0]));
+	assert_no_ut_failures();
+}
+
+Test(mutex, robust_unlock_inconsistent_notrecoverable, .timeout = 10)
+{
+	sa_mutex_t m;
+	struct timespec dl;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_NORMAL);
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	SA_OK(sa_mutex_unlock(&m));
+	dl = h_deadline(CLOCK_MONOTONIC, NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_lock(&m), -ENOTRECOVERABLE);
+	SA_ERR(sa_mutex_trylock(&m), -ENOTRECOVERABLE);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -ENOTRECOVERABLE);
+	SA_ERR(sa_mutex_unlock(&m), -EPERM);
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, robust_notrecoverable_wakes_every_waiter, .timeout = 10)
+{
+	struct robust_waiter w[2] = { { 0 }, { 0 } };
+	sa_uthread_t t[2];
+	sa_mutex_t m;
+
+	h_start(1);
+	robust_orphan(&m, SA_MUTEX_NORMAL);
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	for (int i = 0; i < 2; i++) {
+		w[i].m = &m;
+		t[i] = h_spawn(robust_wait_lock, &w[i]);
+	}
+	while (!atomic_load(&w[0].started) || !atomic_load(&w[1].started))
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+	SA_OK(sa_sleep_ns(5 * NSEC_PER_MSEC)); /* both are parked on m */
+	SA_OK(sa_mutex_unlock(&m));
+	for (int i = 0; i < 2; i++) {
+		h_join(t[i]);
+		cr_assert_eq(w[i].rc, -ENOTRECOVERABLE, "waiter %d got %d", i, w[i].rc);
+	}
+	assert_no_ut_failures();
+}
+
+Test(mutex, robust_consistent_on_consistent_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	SA_ERR(sa_mutex_consistent(&m), -EINVAL);
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_consistent(&m), -EINVAL);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_consistent_twice_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_NORMAL);
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	SA_OK(sa_mutex_consistent(&m));
+	SA_ERR(sa_mutex_consistent(&m), -EINVAL);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_consistent_on_non_robust_einval, .timeout = 10)
+{
+	sa_mutex_t m = SA_MUTEX_INITIALIZER;
+
+	h_start(0);
+	SA_ERR(sa_mutex_consistent(NULL), -EINVAL);
+	SA_ERR(sa_mutex_consistent(&m), -EINVAL);
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_consistent(&m), -EINVAL);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+static void *consistent_einval(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_consistent(arg), -EINVAL);
+	return NULL;
+}
+
+Test(mutex, robust_consistent_by_non_owner_einval, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	robust_orphan(&m, SA_MUTEX_NORMAL);
+	SA_ERR(sa_mutex_lock(&m), -EOWNERDEAD);
+	h_join(h_spawn(consistent_einval, &m));
+	assert_no_ut_failures();
+	SA_OK(sa_mutex_consistent(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+static void *unlock_eperm(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_unlock(arg), -EPERM);
+	return NULL;
+}
+
+Test(mutex, robust_normal_unlock_by_non_owner_eperm, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&m));
+	h_join(h_spawn(unlock_eperm, &m));
+	assert_no_ut_failures();
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_recursive_counts_and_reports_once, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_RECURSIVE));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_trylock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+	SA_ERR(sa_mutex_unlock(&m), -EPERM);
+	SA_OK(sa_mutex_destroy(&m));
+}
+
+Test(mutex, robust_errorcheck_relock_edeadlk, .timeout = 10)
+{
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST | SA_MUTEX_ERRORCHECK));
+	SA_OK(sa_mutex_lock(&m));
+	SA_ERR(sa_mutex_lock(&m), -EDEADLK);
+	SA_ERR(sa_mutex_trylock(&m), -EBUSY);
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+Test(mutex, robust_timedlock_times_out, .timeout = 10)
+{
+	struct holder h;
+	sa_uthread_t t;
+	struct timespec dl;
+	sa_mutex_t m;
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	t = start_holder(&h, &m);
+	dl = h_deadline(CLOCK_MONOTONIC, 20 * NSEC_PER_MSEC);
+	SA_ERR(sa_mutex_timedlock(&m, CLOCK_MONOTONIC, &dl), -ETIMEDOUT);
+	stop_holder(&h, t);
+	SA_OK(sa_mutex_lock(&m));
+	SA_OK(sa_mutex_unlock(&m));
+}
+
+static sa_mutex_t rmtx;
+static long rcounter;
+
+static void *robust_increment(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 2000; i++) {
+		UT_CHECK_EQ(sa_mutex_lock(&rmtx), 0);
+		long c = rcounter;
+		if (i % 13 == 0)
+			sa_yield();
+		rcounter = c + 1;
+		UT_CHECK_EQ(sa_mutex_unlock(&rmtx), 0);
+	}
+	return NULL;
+}
+
+Test(mutex, robust_mutual_exclusion, .timeout = 20)
+{
+	sa_uthread_t t[8];
+
+	h_start(0);
+	SA_OK(sa_mutex_init(&rmtx, SA_MUTEX_ROBUST));
+	for (int i = 0; i < 8; i++)
+		t[i] = h_spawn(robust_increment, NULL);
+	for (int i = 0; i < 8; i++)
+		h_join(t[i]);
+	assert_no_ut_failures();
+	cr_assert_eq(rcounter, 8L * 2000);
+}
+
+/* A condition wait relocks a robust mutex whose owner ended meanwhile. */
+static sa_cond_t rcond;
+static _Atomic int rcond_waiting;
+
+static void *signal_and_end(void *arg)
+{
+	UT_CHECK_EQ(sa_mutex_lock(arg), 0);
+	UT_CHECK_EQ(sa_cond_signal(&rcond), 0);
+	return NULL; /* ends holding the mutex */
+}
+
+static void *cond_wait_robust(void *arg)
+{
+	int r;
+
+	UT_CHECK_EQ(sa_mutex_lock(arg), 0);
+	atomic_store(&rcond_waiting, 1);
+	r = sa_cond_wait(&rcond, arg);
+	UT_CHECK_EQ(r, -EOWNERDEAD);
+	if (r == -EOWNERDEAD)
+		UT_CHECK_EQ(sa_mutex_consistent(arg), 0);
+	UT_CHECK_EQ(sa_mutex_unlock(arg), 0);
+	return NULL;
+}
+
+Test(mutex, robust_cond_wait_relock_eownerdead, .timeout = 10)
+{
+	sa_uthread_t w;
+	sa_mutex_t m;
+
+	h_start(1);
+	SA_OK(sa_mutex_init(&m, SA_MUTEX_ROBUST));
+	SA_OK(sa_cond_init(&rcond, CLOCK_MONOTONIC));
+	w = h_spawn(cond_wait_robust, &m);
+	while (!atomic_load(&rcond_waiting))
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+	h_join(h_spawn(signal_and_end, &m));
+	h_join(w);
+	assert_no_ut_failures();
+}

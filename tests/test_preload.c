@@ -9,6 +9,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <liburing.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -302,6 +303,133 @@ Test(preload, every_yield_call_same_under_nptl) { expect_nptl(PROG("pt_yield"));
 Test(preload, c11_threads_1vp_no_handoff) { expect_1vp_no_handoff(PROG("pt_c11"), 67); }
 Test(preload, c11_threads_2vps) { expect_program("2", PROG("pt_c11"), NULL, 67); }
 Test(preload, c11_threads_same_under_nptl) { expect_nptl(PROG("pt_c11")); }
+
+/*
+ * Robust mutexes: one behaviour of pt_robust per test, on one VP with the
+ * hand-off off (a thread blocked in the kernel would stop the others), on
+ * two VPs, and under NPTL, whose results they must equal.
+ */
+static void expect_case_io(const char *vps, const char *io, const char *prog,
+			   const char *name)
+{
+	char env_vps[16];
+	char *argv[] = { "/usr/bin/env", "SA_STATS=1", env_vps, "SA_BLOCKED_US=0",
+			 (char *)io, "LD_PRELOAD=" PRELOAD_LIB, (char *)prog, (char *)name,
+			 NULL };
+	struct run r;
+
+	snprintf(env_vps, sizeof(env_vps), "SA_VPS=%s", vps);
+	if (strcmp(vps, "2") == 0)
+		argv[3] = "SA_BLOCKED_US=1000";
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s on %s VPs (%s) exited %d:\n%s", prog, name, vps,
+		     io, r.status, r.out);
+}
+
+static void expect_case(const char *vps, const char *prog, const char *name)
+{
+	expect_case_io(vps, "SA_IO=", prog, name);
+}
+
+static void expect_case_nptl(const char *prog, const char *name)
+{
+	char *argv[] = { (char *)prog, (char *)name, NULL };
+	struct run r;
+
+	run_cmd(&r, argv);
+	cr_assert_eq(r.status, 0, "%s %s under NPTL exited %d:\n%s", prog, name,
+		     r.status, r.out);
+}
+
+#define ROBUST_CASE(name)                                                       \
+	Test(preload, robust_##name##_1vp_no_handoff)                           \
+	{                                                                       \
+		expect_case("1", PROG("pt_robust"), #name);                     \
+	}                                                                       \
+	Test(preload, robust_##name##_2vps)                                     \
+	{                                                                       \
+		expect_case("2", PROG("pt_robust"), #name);                     \
+	}                                                                       \
+	Test(preload, robust_##name##_same_under_nptl)                          \
+	{                                                                       \
+		expect_case_nptl(PROG("pt_robust"), #name);                     \
+	}
+
+ROBUST_CASE(attr)
+ROBUST_CASE(owner_return)
+ROBUST_CASE(owner_pthread_exit)
+ROBUST_CASE(owner_cancelled)
+ROBUST_CASE(trylock_eownerdead)
+ROBUST_CASE(timedlock_eownerdead)
+ROBUST_CASE(waiter_eownerdead)
+ROBUST_CASE(notrecoverable_lock)
+ROBUST_CASE(notrecoverable_trylock)
+ROBUST_CASE(notrecoverable_timedlock)
+ROBUST_CASE(notrecoverable_other_thread)
+ROBUST_CASE(consistent_einval)
+ROBUST_CASE(unlock_by_other_eperm)
+ROBUST_CASE(cond_wait_eownerdead)
+
+/* The shim's documented limit: a process-shared robust mutex, like any
+ * process-shared mutex, fails at init. */
+Test(preload, robust_pshared_enotsup_1vp)
+{
+	expect_case("1", PROG("pt_robust"), "pshared_enotsup");
+}
+
+/*
+ * The C library's semaphores (named, process-shared): a thread waiting on
+ * one parks, and on one VP with the hand-off off a ticker thread runs
+ * meanwhile.  Each behaviour on one VP waiting in the ring (the kernel's
+ * IORING_OP_FUTEX_WAIT; skipped where the kernel lacks it), on one VP
+ * with the ring's fallback (SA_IO=threads: uthread sleeps between looks),
+ * on two VPs, and under NPTL.
+ */
+static bool ring_futex_wait_supported(void)
+{
+	struct io_uring ring;
+	struct io_uring_probe *p;
+	bool ok;
+
+	if (io_uring_queue_init(2, &ring, 0) < 0)
+		return false;
+	p = io_uring_get_probe_ring(&ring);
+	ok = p && io_uring_opcode_supported(p, 51 /* IORING_OP_FUTEX_WAIT */);
+	if (p)
+		io_uring_free_probe(p);
+	io_uring_queue_exit(&ring);
+	return ok;
+}
+
+#define SEM_CASE(name)                                                          \
+	Test(preload, sem_##name##_1vp_ring)                                    \
+	{                                                                       \
+		if (!ring_futex_wait_supported())                               \
+			cr_skip_test("no IORING_OP_FUTEX_WAIT (Linux 6.7)");    \
+		expect_case_io("1", "SA_IO=uring", PROG("pt_namedsem"), #name); \
+	}                                                                       \
+	Test(preload, sem_##name##_1vp_no_ring)                                 \
+	{                                                                       \
+		expect_case_io("1", "SA_IO=threads", PROG("pt_namedsem"), #name); \
+	}                                                                       \
+	Test(preload, sem_##name##_2vps)                                        \
+	{                                                                       \
+		expect_case("2", PROG("pt_namedsem"), #name);                   \
+	}                                                                       \
+	Test(preload, sem_##name##_same_under_nptl)                             \
+	{                                                                       \
+		expect_case_nptl(PROG("pt_namedsem"), #name);                   \
+	}
+
+SEM_CASE(named_cross_process)
+SEM_CASE(pshared_cross_process)
+SEM_CASE(named_many_waiters)
+SEM_CASE(named_timedwait_timeout)
+SEM_CASE(named_clockwait_timeout)
+SEM_CASE(named_timedwait_posted)
+SEM_CASE(named_einval)
+SEM_CASE(named_eintr)
+SEM_CASE(named_cancel)
 
 /* ---- sa-run's command line ---- */
 

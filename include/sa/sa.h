@@ -313,6 +313,8 @@ enum sa_mutex_type {
 	SA_MUTEX_NORMAL = 0,     /* relock by the owner deadlocks; no checks */
 	SA_MUTEX_RECURSIVE = 1,  /* the owner may lock again; counted */
 	SA_MUTEX_ERRORCHECK = 2, /* relock: -EDEADLK; foreign unlock: -EPERM */
+	SA_MUTEX_ROBUST = 0x10,  /* or'ed with a type: an owner's end is
+				    reported to the next owner (-EOWNERDEAD) */
 };
 
 typedef struct sa_mutex {
@@ -330,7 +332,8 @@ typedef struct sa_mutex {
 #define SA_MUTEX_ERRORCHECK_INITIALIZER SA__MUTEX_INIT(SA_MUTEX_ERRORCHECK)
 
 /**
- * sa_mutex_init - initialise @m as a mutex of @type (enum sa_mutex_type).
+ * sa_mutex_init - initialise @m as a mutex of @type (enum sa_mutex_type),
+ * robust if @type has SA_MUTEX_ROBUST.
  * Returns 0, or -EINVAL for a NULL @m or an unknown type.
  */
 int sa_mutex_init(sa_mutex_t *m, int type);
@@ -347,6 +350,10 @@ int sa_mutex_destroy(sa_mutex_t *m);
  * Ownership is handed to waiters in arrival order.
  * Returns 0, -EDEADLK (error-checking mutex already owned by the caller),
  * -EAGAIN (recursive count would overflow), -EINVAL (not a mutex).
+ * A robust mutex also returns -EOWNERDEAD (the caller owns it, but its
+ * previous owner ended holding it: see sa_mutex_consistent()),
+ * -ENOTRECOVERABLE (not locked: an owner unlocked it without making it
+ * consistent) or -ENOMEM (no memory to record the caller's ownership).
  * WARNING: relocking a normal mutex the caller owns never returns.
  */
 int sa_mutex_lock(sa_mutex_t *m);
@@ -368,11 +375,20 @@ int sa_mutex_timedlock(sa_mutex_t *m, clockid_t clk,
 
 /**
  * sa_mutex_unlock - unlock @m (one level, for a recursive mutex).
- * Returns 0, -EPERM if the caller does not own a recursive or
- * error-checking mutex, or any mutex that is not locked at all,
- * -EINVAL (not a mutex).
+ * Returns 0, -EPERM if the caller does not own a recursive, error-checking
+ * or robust mutex, or any mutex that is not locked at all, -EINVAL (not a
+ * mutex).
  */
 int sa_mutex_unlock(sa_mutex_t *m);
+
+/**
+ * sa_mutex_consistent - mark robust mutex @m, which the caller locked with
+ * -EOWNERDEAD, consistent again: its later owners get 0 from their locks.
+ * Returns 0, or -EINVAL if @m is not a robust mutex, is consistent, or is
+ * not owned by the caller.
+ * WARNING: unlocking without it makes @m unusable (-ENOTRECOVERABLE).
+ */
+int sa_mutex_consistent(sa_mutex_t *m);
 
 /* --- condition variable --- */
 

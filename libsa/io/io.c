@@ -101,6 +101,16 @@
  * comes after part went.  Only a short write pays for the fstat that
  * tells a pipe or stream socket from a file.
  *
+ * Futex waits.  io_futex_wait() parks a uthread on a 32-bit futex word
+ * with IORING_OP_FUTEX_WAIT (Linux 6.7), which a FUTEX_WAKE from any
+ * thread or process completes; the LD_PRELOAD shim waits so on the C
+ * library's semaphores.  liburing 2.3 knows neither the opcode nor a
+ * helper, so the entry is filled by hand: the word's address, the
+ * expected value and the bitset (all bits), the futex2 flags in the fd
+ * field.  The opcode is probed apart from the others: a kernel without it
+ * keeps the ring, and io_futex_wait() says -EOPNOTSUPP, for the caller to
+ * wait another way.  A deadline is a linked timeout, as for any op.
+ *
  * Signals.  Ring ops are not interrupted by signals.  A plain system call
  * (plain threads, the pool) that fails with EINTR is restarted, so -EINTR
  * is never returned: see <sa/io.h>.  Only io_interrupt() ends ring ops
@@ -131,8 +141,9 @@
  *     VP would harvest completions for uthreads of other VPs.
  *   - Waking a ring-parked VP with IORING_OP_MSG_RING: threads that are
  *     not VPs have no ring to send from; with IORING_OP_FUTEX_WAIT: Linux
- *     6.7, not 6.1; with a signal: one more handler on the preemption
- *     signal's path and EINTR to handle everywhere.
+ *     6.7, not 6.1 (only io_futex_wait() uses it, where the kernel has
+ *     it); with a signal: one more handler on the preemption signal's
+ *     path and EINTR to handle everywhere.
  *   - A thread per blocked op without a pool: thread creation on every
  *     op; a fixed pool without growth: N readers of N pipes with fewer
  *     workers deadlock when the writer feeds them in another order.
@@ -161,6 +172,10 @@
 #define IO_WORKER_STACK (256 * 1024)
 #define IO_SQE_TRIES 1000        /* submissions refused before we give up */
 
+#define IO_OP_FUTEX_WAIT 51      /* IORING_OP_FUTEX_WAIT, Linux 6.7 */
+#define IO_FUTEX2_SIZE_U32 0x02  /* futex2 flags: a 32-bit word, */
+#define IO_FUTEX2_PRIVATE 0x80   /* process-private */
+
 #define IO_UD_IGNORE 0ull        /* linked timeouts, cancellations */
 #define IO_UD_KICK 1ull          /* the eventfd read of a parked VP */
 #define IO_RES_PENDING INT32_MIN /* no completion yet */
@@ -182,6 +197,7 @@ enum io_opcode {
 	IOP_FSYNC,
 	IOP_TIMEOUT,  /* sa_poll's time limit */
 	IOP_NR,
+	IOP_FUTEX_WAIT = IOP_NR, /* probed apart: io.futex_ok */
 };
 
 struct io_group;
@@ -244,6 +260,7 @@ static struct {
 	bool timeo_lazy;             /* io_sock_timeo_lazy(): look only once */
 	_Atomic bool timeo_seen;     /* io_sock_timeo_note() was called */
 	_Atomic uint64_t intr_epoch; /* io_interrupt() calls */
+	bool futex_ok;               /* rings have IORING_OP_FUTEX_WAIT */
 	bool (*intr_hook)(void);     /* io_set_intr_hook(): end with -EINTR? */
 } io;
 
@@ -296,6 +313,7 @@ static int io_probe(void)
 	for (unsigned i = 0; p && !r && i < ARRAY_SIZE(extra); i++)
 		if (!io_uring_opcode_supported(p, extra[i]))
 			r = -EOPNOTSUPP;
+	io.futex_ok = p && !r && io_uring_opcode_supported(p, IO_OP_FUTEX_WAIT);
 	if (p)
 		io_uring_free_probe(p);
 	io_uring_queue_exit(&ring);
@@ -487,6 +505,14 @@ static void io_prep(struct io_uring_sqe *sqe, struct io_req *r)
 	case IOP_TIMEOUT:
 		io_timespec(r->poll_end, &r->ts);
 		io_uring_prep_timeout(sqe, &r->ts, 0, IORING_TIMEOUT_ABS);
+		break;
+	case IOP_FUTEX_WAIT: /* no liburing helper: see the design notes */
+		memset(sqe, 0, sizeof(*sqe));
+		sqe->opcode = IO_OP_FUTEX_WAIT;
+		sqe->fd = r->flags;
+		sqe->addr = (uint64_t)(uintptr_t)r->buf;
+		sqe->addr2 = r->len;
+		sqe->addr3 = 0xffffffffu; /* FUTEX_BITSET_MATCH_ANY */
 		break;
 	default:
 		sa_panic("io: unknown opcode %u", r->op);
@@ -686,10 +712,11 @@ void io_kick(struct vp *vp)
 }
 
 /*
- * io_ring_call - run @r on @vp's ring and park until it completes.
- * Returns the op's result, -ETIMEDOUT if its deadline cancelled it.
+ * io_ring_park - queue @r (and its deadline's linked timeout) on @vp's
+ * ring and park until it completes.  Returns with @r->res set; the
+ * caller may run on another VP by then.
  */
-static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
+static void io_ring_park(struct vp *vp, struct io_vp *iv, struct io_req *r)
 {
 	struct io_uring_sqe *sqe;
 
@@ -714,6 +741,15 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 	vp->io_inflight++;
 	stat_inc(&iv->ops);
 	sched_park_unlock(NULL);
+}
+
+/*
+ * io_ring_call - run @r on @vp's ring and park until it completes.
+ * Returns the op's result, -ETIMEDOUT if its deadline cancelled it.
+ */
+static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
+{
+	io_ring_park(vp, iv, r);
 	/* Maybe on another VP now; @r is ours again. */
 	if (r->res == -ECANCELED) {
 		/* Its deadline's timeout, or an interruption. */
@@ -1468,6 +1504,55 @@ SA_EXPORT int sa_poll(struct pollfd *fds, nfds_t nfds, int timeout_ms)
 	if (io.backend == SA_IO_BACKEND_URING && (iv = io_vp_get(vp)) != NULL)
 		return io_ring_poll(vp, iv, &r);
 	return (int)io_pool_call(vp, &r);
+}
+
+/* ------------------------------------------------------------------------
+ * Futex waits
+ */
+
+/**
+ * io_futex_wait - park the calling uthread until a FUTEX_WAKE on the
+ * 32-bit word @w (a process-private futex if @private), if @w holds @val,
+ * or until @deadline (monotonic ns; DEADLINE_NONE for none).
+ * Returns 0 when woken or when @w did not hold @val (either way the caller
+ * looks at its word again), -ETIMEDOUT, -EINTR when an interruption ended
+ * the wait and io_set_intr_hook()'s hook said so, -EOPNOTSUPP when the
+ * caller is not a uthread or its VP has no ring that can wait on a futex
+ * (Linux before 6.7, SA_IO=threads): the caller must wait another way.
+ * Other errors are the kernel's (-EFAULT, -EINVAL).
+ */
+int io_futex_wait(_Atomic uint32_t *w, uint32_t val, bool private, uint64_t deadline)
+{
+	struct io_req r = { .op = IOP_FUTEX_WAIT, .buf = (void *)w, .len = val, .off = -1,
+			    .flags = IO_FUTEX2_SIZE_U32 | (private ? IO_FUTEX2_PRIVATE : 0) };
+
+	for (;;) {
+		struct vp *vp = vp_self();
+		struct io_vp *iv;
+
+		if (!vp || !io.futex_ok || io.backend != SA_IO_BACKEND_URING ||
+		    !(iv = io_vp_get(vp)))
+			return -EOPNOTSUPP;
+		if (deadline != DEADLINE_NONE && now_ns() >= deadline)
+			return -ETIMEDOUT;
+		r.deadline = deadline == DEADLINE_NONE ? 0 : deadline;
+		io_ring_park(vp, iv, &r);
+		switch (r.res) {
+		case 0:
+		case -EAGAIN: /* the word changed before the wait began */
+			return 0;
+		case -ECANCELED: /* the deadline's timeout, or an interruption */
+			if (deadline != DEADLINE_NONE && now_ns() >= deadline)
+				return -ETIMEDOUT;
+			if (io_intr_return())
+				return -EINTR;
+			break; /* wait again */
+		case -EINTR:
+			break;
+		default:
+			return (int)r.res;
+		}
+	}
 }
 
 /* ------------------------------------------------------------------------

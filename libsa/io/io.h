@@ -56,6 +56,7 @@ static __always_inline bool io_pass_wanted(struct vp *vp)
 /* io_kick - wake @vp, which parks in its ring: one write(2). */
 void io_kick(struct vp *vp);
 
+int io_futex_wait(_Atomic uint32_t *w, uint32_t val, bool private, uint64_t deadline);
 void io_set_intr_hook(bool (*hook)(void));
 void io_sock_timeo_lazy(void);
 void io_sock_timeo_note(void);

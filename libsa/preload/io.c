@@ -118,6 +118,12 @@ static __always_inline void wait_begin(void)
 	wait_epoch = atomic_load_explicit(&sig_epoch, memory_order_acquire);
 }
 
+/** preload_wait_begin - wait_begin() for a wait made outside this file. */
+void preload_wait_begin(void)
+{
+	wait_begin();
+}
+
 /* wait_end - it ended with @r: act on a cancellation that interrupted it. */
 static __always_inline ssize_t wait_end(ssize_t r)
 {

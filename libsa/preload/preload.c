@@ -54,9 +54,10 @@
  * Errors.  libsa returns -errno; the shim returns the positive value as
  * pthreads does, or -1 with errno for sem_* and the sleep calls.  What
  * libsa cannot do says so: a process-shared mutex, condition variable,
- * rwlock or barrier gets ENOTSUP at init; a process-shared or named
- * semaphore is left to the C library entirely (its first word is not
- * libsa's magic).
+ * rwlock or barrier gets ENOTSUP at init.  A process-shared or named
+ * semaphore is the C library's (its first word is not libsa's magic),
+ * but a uthread that must wait on one parks on its futex word through
+ * the VP's ring (sync.c), never blocking the VP.
  *
  * Blocking.  The sleeps (nanosleep, clock_nanosleep on the monotonic and
  * realtime clocks, usleep, sleep), which pthread_kill() and
@@ -88,8 +89,12 @@
  *
  * pthread_kill() and signal masks: signal.c.
  *
- * Not yet: robust mutexes' EOWNERDEAD, process-shared objects.
- * libsa-preload(7) lists them for users.
+ * Robust mutexes are libsa's (mutex.c): the shim passes the attribute
+ * on, and a uthread's end, which pthread_exit() and cancellation reach
+ * by returning from the trampoline, releases the robust mutexes it holds.
+ *
+ * Not yet: process-shared objects.  libsa-preload(7) lists the limits
+ * for users.
  */
 
 #define SA_PRELOAD_NO_REDIRECT

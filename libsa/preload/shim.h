@@ -99,6 +99,7 @@ static __always_inline long preload_errno_ret(long r)
 void preload_sync_init_real(void);
 /* io.c */
 void preload_io_init(void);
+void preload_wait_begin(void);
 /* preload.c */
 void *preload_real_sym(const char *name);
 int preload_real_sem_init(sem_t *s, int pshared, unsigned value);

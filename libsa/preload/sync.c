@@ -10,6 +10,8 @@
 #define SA_PRELOAD_NO_REDIRECT
 #include "preload/shim.h"
 
+#include "io/io.h"
+
 _Static_assert(sizeof(sa_mutex_t) <= sizeof(pthread_mutex_t), "mutex fits");
 _Static_assert(sizeof(sa_cond_t) <= sizeof(pthread_cond_t), "cond fits");
 _Static_assert(sizeof(sa_rwlock_t) <= sizeof(pthread_rwlock_t), "rwlock fits");
@@ -138,20 +140,23 @@ static __always_inline int mutex_get(pthread_mutex_t *pm, sa_mutex_t **out)
 SA_EXPORT int pthread_mutex_init(pthread_mutex_t *pm, const pthread_mutexattr_t *attr)
 {
 	int type = PTHREAD_MUTEX_DEFAULT, pshared = PTHREAD_PROCESS_PRIVATE;
+	int robust = PTHREAD_MUTEX_STALLED;
 
 	preload_start();
 	if (!pm)
 		return EINVAL;
 	if (attr && (pthread_mutexattr_gettype(attr, &type) ||
-		     pthread_mutexattr_getpshared(attr, &pshared)))
+		     pthread_mutexattr_getpshared(attr, &pshared) ||
+		     pthread_mutexattr_getrobust(attr, &robust)))
 		return EINVAL;
 	if (pshared == PTHREAD_PROCESS_SHARED)
 		return ENOTSUP;
 	memset(pm, 0, sizeof(*pm));
 	return -sa_mutex_init((sa_mutex_t *)pm,
-			      type == PTHREAD_MUTEX_RECURSIVE ? SA_MUTEX_RECURSIVE :
-			      type == PTHREAD_MUTEX_ERRORCHECK ? SA_MUTEX_ERRORCHECK :
-			      SA_MUTEX_NORMAL);
+			      (type == PTHREAD_MUTEX_RECURSIVE ? SA_MUTEX_RECURSIVE :
+			       type == PTHREAD_MUTEX_ERRORCHECK ? SA_MUTEX_ERRORCHECK :
+			       SA_MUTEX_NORMAL) |
+			      (robust == PTHREAD_MUTEX_ROBUST ? SA_MUTEX_ROBUST : 0));
 }
 
 SA_EXPORT int pthread_mutex_destroy(pthread_mutex_t *pm)
@@ -200,6 +205,23 @@ SA_EXPORT int pthread_mutex_unlock(pthread_mutex_t *pm)
 	int r = mutex_get(pm, &m);
 
 	return r ? r : -sa_mutex_unlock(m);
+}
+
+/* Robust mutexes: libsa reports an owner's end (libsa/mutex.c). */
+SA_EXPORT int pthread_mutex_consistent(pthread_mutex_t *pm)
+{
+	sa_mutex_t *m;
+	int r = mutex_get(pm, &m);
+
+	return r ? r : -sa_mutex_consistent(m);
+}
+
+/* The name from before POSIX had robust mutexes, which glibc keeps for
+ * old programs (<pthread.h> renames it to the POSIX one). */
+int preload_mutex_consistent_np(pthread_mutex_t *pm) __asm__("pthread_mutex_consistent_np");
+SA_EXPORT int preload_mutex_consistent_np(pthread_mutex_t *pm)
+{
+	return pthread_mutex_consistent(pm);
 }
 
 /* ------------------------------------------------------------------------
@@ -650,6 +672,115 @@ static __always_inline bool sem_ours(sem_t *s)
 				SA__MAGIC_SEM);
 }
 
+/*
+ * The C library's semaphores.  Their post, trywait, getvalue, open, close
+ * and unlink stay glibc's; a wait that must block would block the VP in
+ * glibc's futex wait, so a uthread waits here instead, by glibc's own
+ * protocol.  On x86-64 glibc's struct new_sem is a 64-bit word - the
+ * value in its low 32 bits, the number of waiters in its high 32 - and
+ * an int that glibc xors into FUTEX_PRIVATE_FLAG for its futex calls:
+ * 0 for a process-private futex, FUTEX_PRIVATE_FLAG (128) for a shared
+ * one (every named and process-shared semaphore, all that come here).
+ * sem_post() adds one to the value and FUTEX_WAKEs one waiter on the
+ * value word if the waiter count is not 0.  A waiter counts itself in,
+ * takes a unit with a CAS that also counts itself out, and while the value
+ * is 0 parks in io_futex_wait() on the value word, its VP free for other
+ * uthreads.  Where the ring cannot wait on a futex (Linux before 6.7,
+ * SA_IO=threads) it sleeps as a uthread between looks, from 1 us up to
+ * 1 ms, which costs a post that much latency, never a VP.
+ */
+struct glibc_sem {
+	_Atomic uint64_t data;
+	int private;
+	int pad;
+};
+
+_Static_assert(sizeof(struct glibc_sem) <= sizeof(sem_t), "glibc's semaphore fits");
+
+#define GSEM_VALUE_MASK 0xffffffffull
+#define GSEM_WAITER (1ull << 32)
+#define GSEM_BACKOFF_MIN_NS 1000ull
+#define GSEM_BACKOFF_MAX_NS 1000000ull
+
+/* gsem_block - wait for @g's value to leave 0, or @deadline.  0 or -errno. */
+static int gsem_block(struct glibc_sem *g, uint64_t deadline, uint64_t *backoff)
+{
+	int r = io_futex_wait((_Atomic uint32_t *)&g->data, 0, g->private == 0, deadline);
+	uint64_t now, ns;
+
+	if (r != -EOPNOTSUPP)
+		return r;
+	now = now_ns();
+	if (deadline != DEADLINE_NONE && now >= deadline)
+		return -ETIMEDOUT;
+	ns = *backoff;
+	if (deadline != DEADLINE_NONE && deadline - now < ns)
+		ns = deadline - now;
+	*backoff = *backoff * 2 > GSEM_BACKOFF_MAX_NS ? GSEM_BACKOFF_MAX_NS : *backoff * 2;
+	sa_sleep_ns(ns);
+	if (atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed) &&
+	    preload_sig_deliver())
+		return -EINTR; /* pthread_kill()'s handler ran */
+	return preload_cancel_wanted() ? -EINTR : 0;
+}
+
+/*
+ * gsem_wait - sem_wait() and its timed forms on the C library's semaphore
+ * @s (@abs NULL: no time limit), from a uthread.  Returns as sem_wait().
+ */
+static int gsem_wait(sem_t *s, clockid_t clk, const struct timespec *abs)
+{
+	struct glibc_sem *g = (struct glibc_sem *)s;
+	uint64_t deadline = DEADLINE_NONE, backoff = GSEM_BACKOFF_MIN_NS, d;
+	int r;
+
+	preload_wait_begin(); /* a cancellation point */
+	if (real_sem.sem_trywait(s) == 0)
+		return 0;
+	if (errno != EAGAIN)
+		return -1;
+	if (abs) {
+		r = deadline_from_abs(clk, abs, &deadline);
+		if (r)
+			return preload_errno_ret(abs->tv_sec < 0 ? -ETIMEDOUT : r);
+	}
+	d = atomic_fetch_add_explicit(&g->data, GSEM_WAITER, memory_order_relaxed) + GSEM_WAITER;
+	for (;;) {
+		if ((d & GSEM_VALUE_MASK) != 0) {
+			if (atomic_compare_exchange_weak_explicit(&g->data, &d,
+								  d - 1 - GSEM_WAITER,
+								  memory_order_acquire,
+								  memory_order_relaxed))
+				return 0;
+			continue;
+		}
+		r = gsem_block(g, deadline, &backoff);
+		if (r) {
+			atomic_fetch_sub_explicit(&g->data, GSEM_WAITER, memory_order_relaxed);
+			if (r == -EINTR)
+				preload_testcancel(); /* a cancellation ends here */
+			return preload_errno_ret(r);
+		}
+		d = atomic_load_explicit(&g->data, memory_order_relaxed);
+	}
+}
+
+/*
+ * gsem_timed - the C library's timed waits: check the arguments as glibc
+ * does (before anything else), then wait as a uthread, or glibc's way
+ * on a thread that is not one.
+ */
+static int gsem_timed(sem_t *s, clockid_t clk, const struct timespec *abs)
+{
+	if (clk != CLOCK_MONOTONIC && clk != CLOCK_REALTIME)
+		return preload_errno_ret(-EINVAL);
+	if (!abs || abs->tv_nsec < 0 || abs->tv_nsec >= (long)NSEC_PER_SEC)
+		return preload_errno_ret(-EINVAL);
+	if (!vp_self())
+		return real_sem.sem_clockwait(s, clk, abs);
+	return gsem_wait(s, clk, abs);
+}
+
 SA_EXPORT int sem_init(sem_t *s, int pshared, unsigned value)
 {
 	preload_start();
@@ -687,11 +818,10 @@ static int sem_wait_cp(sem_t *s, clockid_t clk, const struct timespec *abs)
 
 SA_EXPORT int sem_wait(sem_t *s)
 {
-	if (!sem_ours(s)) {
-		preload_testcancel();
-		return real_sem.sem_wait(s);
-	}
-	return sem_wait_cp(s, CLOCK_REALTIME, NULL);
+	if (sem_ours(s))
+		return sem_wait_cp(s, CLOCK_REALTIME, NULL);
+	preload_testcancel();
+	return s && vp_self() ? gsem_wait(s, CLOCK_REALTIME, NULL) : real_sem.sem_wait(s);
 }
 
 SA_EXPORT int sem_trywait(sem_t *s)
@@ -702,7 +832,7 @@ SA_EXPORT int sem_trywait(sem_t *s)
 SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
 	if (!sem_ours(s))
-		return real_sem.sem_timedwait(s, abs);
+		return s ? gsem_timed(s, CLOCK_REALTIME, abs) : real_sem.sem_timedwait(s, abs);
 	if (!abs)
 		return preload_errno_ret(-EINVAL);
 	return sem_wait_cp(s, CLOCK_REALTIME, abs);
@@ -711,7 +841,7 @@ SA_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
 SA_EXPORT int sem_clockwait(sem_t *s, clockid_t clk, const struct timespec *abs)
 {
 	if (!sem_ours(s))
-		return real_sem.sem_clockwait(s, clk, abs);
+		return s ? gsem_timed(s, clk, abs) : real_sem.sem_clockwait(s, clk, abs);
 	if (!abs)
 		return preload_errno_ret(-EINVAL);
 	return sem_wait_cp(s, clk, abs);
