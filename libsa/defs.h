@@ -566,7 +566,7 @@ struct act {
 	uint64_t unblock_seen;        /* when it was first seen back from the kernel */
 	/* the kernel backend's view (upcall/kernel.c) */
 	int kid;                      /* its id in the kernel's group, -1: none */
-	_Atomic uint32_t khandled;    /* a spare is dealing with its block */
+	_Atomic uint32_t klost;       /* it blocked with no spare to hand over to */
 	_Atomic uint32_t kclaim;      /* its uthread was made runnable */
 	uint64_t kmb_seq;             /* the last mailbox it acted on */
 	struct uthread *resume;       /* act_resume_parked(): whom it hands on */

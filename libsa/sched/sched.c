@@ -999,6 +999,7 @@ static void vp_park(struct vp *vp)
 			continue;
 		}
 		if (unlikely(upcall_kernel_on)) {
+			KD("park vp %u next %p mask %x", vp->index, (void *)next_peek(vp), rq_mask(vp));
 			if (kernel_park(vp, deadline))
 				break;
 			continue;

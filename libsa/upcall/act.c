@@ -435,8 +435,6 @@ static void act_unblocked_entry(void)
 	san_switch_end(a->idle);
 	act_publish_vp(a, NULL); /* not a VP's carrier any more */
 	a->blocked = NULL;
-	atomic_store(&a->kclaim, 0);
-	atomic_store(&a->khandled, 0);
 	upcall_leave(a);
 	atomic_store_explicit(&me->on_cpu, 0, memory_order_release);
 	atomic_fetch_add(&rt.unblocks, 1);
@@ -561,8 +559,6 @@ void act_carry_parked(struct act *c, struct vp *vp)
 	vp->kfs = c->kfs;
 	atomic_store_explicit(&vp->act, c, memory_order_release);
 	act_publish_vp(c, vp);
-	atomic_store(&c->kclaim, 0);
-	atomic_store(&c->khandled, 0);
 }
 
 /* X's fresh context: finish the switch, hand the VP to C, become a spare. */
@@ -577,7 +573,6 @@ static void act_resume_entry(void)
 	san_switch_end(x->idle);
 	sched_finish_switch();
 	vp = atomic_load_explicit(&x->vp, memory_order_relaxed);
-	x->resume = NULL;
 	next->kact = NULL;
 	next->flags &= ~UTF_KPARKED;
 	/* next is the VP's current uthread again (act_resume_parked()). */
@@ -590,6 +585,8 @@ static void act_resume_entry(void)
 	act_publish_vp(x, NULL);
 	upcall_leave(x);
 	r = kernel_switch(x, c);
+	/* Until here a block of X is one inside libsa (kernel.c). */
+	WRITE_ONCE(x->resume, NULL);
 	if (r < 0 && r != -EINTR && !atomic_load(&rt.stopping))
 		sa_panic("the kernel refused to resume activation %d: %s", c->kid,
 			 strerror((int)-r));
@@ -607,7 +604,8 @@ void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next
 {
 	struct act *x = act_self();
 
-	x->resume = next;
+	WRITE_ONCE(x->resume, next);
+	KD("resume on vp %u: act %d", vp->index, next->kact ? next->kact->kid : -1);
 	/*
 	 * Until the hand-over, what runs on the VP is this activation's own
 	 * code, not next: a tick must not take it for next's (a critical

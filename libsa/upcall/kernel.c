@@ -74,6 +74,7 @@
 
 bool upcall_kernel_on;
 
+
 static int kfd = -1;
 static struct sa_header *khdr;
 static struct sa_slot *kslots;
@@ -192,6 +193,7 @@ static long k_register(struct act *a, uint32_t flags)
 	long r = k_ctl(SA_CTL_REGISTER, (unsigned long)&reg, sizeof(reg));
 
 	if (r >= 0 || r == -EINTR) {
+		KD("registered kid=%u flags=%u r=%ld", reg.id, flags, r);
 		a->kid = (int)reg.id;
 		atomic_store_explicit(&kacts[reg.id], a, memory_order_release);
 	}
@@ -234,10 +236,12 @@ static void k_claim(struct act *c)
 	    !atomic_compare_exchange_strong(&c->kclaim, &z, 1))
 		return;
 	u = c->blocked;
+	KD("claim c=%d", c->kid);
 	u->kact = c;
 	u->flags |= UTF_KPARKED;
 	atomic_fetch_sub(&kblocked, 1);
 	atomic_store_explicit(&u->on_cpu, 0, memory_order_release);
+	KD("ready u=%p vp %u", (void *)u, READ_ONCE(u->vp)->index);
 	sched_ready(u);
 }
 
@@ -282,13 +286,20 @@ void kernel_poll(void)
 		c = ev.act < kmax ? atomic_load_explicit(&kacts[ev.act], memory_order_acquire) : NULL;
 		switch (ev.type) {
 		case SA_EV_UNBLOCKED:
-			if (c)
+			if (c && (ev.arg & SA_EVF_RESUMED))
+				atomic_store(&c->klost, 0); /* it took a processor */
+			else if (c)
 				k_claim(c);
 			break;
 		case SA_EV_BLOCKED:
 		case SA_EV_EXITED:
-			if (ev.arg & SA_EVF_LOST)
-				k_spare_request();
+			if (!(ev.arg & SA_EVF_LOST))
+				break;
+			/* Nobody got its processor: k_stranded() deals with
+			 * the block when a processor comes back. */
+			if (c && ev.type == SA_EV_BLOCKED)
+				atomic_store(&c->klost, 1);
+			k_spare_request();
 			break;
 		default:
 			break;
@@ -360,7 +371,7 @@ uint64_t kernel_ring_deadline(uint64_t deadline)
  * sleeps as a spare.  0 once given a processor again, or -errno. */
 long kernel_switch(struct act *a, struct act *to)
 {
-	(void)a;
+	KD("switch %d -> %d", a->kid, to->kid);
 	return k_ctl(SA_CTL_SWITCH, (unsigned long)to->kid, 0);
 }
 
@@ -380,11 +391,11 @@ static long k_decline(struct act *s, struct act *c)
 		uint32_t st = kstate(c), t;
 
 		if (st == SA_STATE_PARKED) {
-			atomic_store(&c->khandled, 0);
+			KD("decline-switch c=%d", c->kid);
 			return kernel_switch(s, c);
 		}
 		if (st != SA_STATE_BLOCKED) {
-			atomic_store(&c->khandled, 0);
+			KD("decline-gone c=%d st=%u", c->kid, st);
 			return 1;
 		}
 		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
@@ -409,7 +420,11 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	bool ok;
 
 	*res = 0;
-	if (atomic_load(&c->state) != ACT_CARRYING || !vp ||
+	atomic_store(&c->klost, 0);
+	KD("handle c=%d state=%u kstate=%u vp=%p", c->kid, atomic_load(&c->state), kstate(c), (void *)vp);
+	/* Not carrying, or in the middle of handing its VP to a parked
+	 * activation (act_resume_parked()): it is inside libsa. */
+	if (atomic_load(&c->state) != ACT_CARRYING || !vp || READ_ONCE(c->resume) ||
 	    atomic_load_explicit(&vp->act, memory_order_relaxed) != c)
 		goto decline;
 	cur = READ_ONCE(vp->cur);
@@ -431,7 +446,11 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 		act_takeover_end(c, NULL, false);
 		goto decline;
 	}
+	/* A new block: its uthread may be claimed once (k_claim()); reset
+	 * only here, so that no late claimer of the last block sees 0. */
+	atomic_store(&c->kclaim, 0);
 	act_takeover_commit(c);
+	KD("takeover c=%d vp=%u", c->kid, vp->index);
 	atomic_fetch_add(&kblocked, 1);
 	smp_mb(); /* ACT_BLOCKED before the look at the kernel state */
 	k_claim(c); /* parked already: its unblocked event may be gone */
@@ -439,30 +458,34 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	return vp;
 
 decline:
+	KD("decline c=%d", c->kid);
 	*res = k_decline(s, c);
 	return NULL;
 }
 
 /*
- * k_stranded - @s holds a processor no block of a VP's carrier gave it (a
- * processor the group had lost, given to a new spare, or its own after an
- * unblock on a lost one): a carrier that still has its VP and is blocked
- * or parked is dealt with as if its block had given us the processor
- * (taken over, or waited for and switched to).  Returns the VP to carry,
- * or NULL with *@res as k_decline()'s, or 1 if there is none.
+ * k_stranded - @s holds a processor no block gave it: one the group had
+ * lost (given to a new spare), its own after an unblock that took a free
+ * one, or one whose block it found taken care of.  An activation whose
+ * block found no spare (SA_EVF_LOST in the ring) and that is still
+ * blocked or parked - a VP's carrier, or a spare that blocked while it
+ * dealt with a block - is dealt with as if its block had given us the
+ * processor.  Returns the VP to carry, or NULL with *@res as
+ * k_decline()'s, or 1 if there is none.
  */
 static struct vp *k_stranded(struct act *s, long *res)
 {
 	*res = 1;
-	for (uint32_t i = 0; i < rt.nvps && rt.vps; i++) {
-		struct act *c = atomic_load_explicit(&rt.vps[i].act, memory_order_acquire);
-		uint32_t z = 0, st;
+	kernel_poll(); /* the lost blocks are in the ring */
+	for (uint32_t i = 0; i < kmax; i++) {
+		struct act *c = atomic_load_explicit(&kacts[i], memory_order_acquire);
+		uint32_t one = 1, st;
 
-		if (!c || c == s || c->kid < 0 || atomic_load(&c->state) != ACT_CARRYING)
+		if (!c || c == s || !atomic_load(&c->klost))
 			continue;
 		st = kstate(c);
 		if ((st != SA_STATE_BLOCKED && st != SA_STATE_PARKED) ||
-		    !atomic_compare_exchange_strong(&c->khandled, &z, 1))
+		    !atomic_compare_exchange_strong(&c->klost, &one, 0))
 			continue;
 		return k_takeover(s, c, res);
 	}
@@ -479,7 +502,6 @@ static struct vp *kernel_spare_wait(struct act *a)
 		struct sa_event mb;
 		struct act *c;
 		struct vp *vp;
-		uint32_t z = 0;
 
 		if (atomic_load(&rt.stopping))
 			return NULL;
@@ -498,10 +520,12 @@ static struct vp *kernel_spare_wait(struct act *a)
 		if (atomic_load(&rt.stopping))
 			return NULL;
 		mb = kslots[a->kid].mailbox;
+		KD("spare got mb type=%u act=%u seq=%llu (last %llu)", mb.type, mb.act, (unsigned long long)mb.seq, (unsigned long long)a->kmb_seq);
 		if (mb.seq != a->kmb_seq && mb.type == SA_EV_BLOCKED && mb.act < kmax) {
 			a->kmb_seq = mb.seq;
+			/* Each block's mailbox goes to one spare: ours alone. */
 			c = atomic_load_explicit(&kacts[mb.act], memory_order_acquire);
-			if (c && atomic_compare_exchange_strong(&c->khandled, &z, 1)) {
+			if (c) {
 				vp = k_takeover(a, c, &r);
 				if (vp)
 					return vp;
@@ -515,6 +539,7 @@ static struct vp *kernel_spare_wait(struct act *a)
 			return vp;
 		if (r <= 0)
 			continue;
+		KD("spare gives up, kid=%d", a->kid);
 		/* Nothing for this processor: give it up (and wait as a
 		 * spare: the top of the loop sees the state). */
 		k_ctl(SA_CTL_WAIT, 0, 0);

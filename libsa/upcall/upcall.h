@@ -143,4 +143,11 @@ void sa_preempt_stub(void);
 void sched_preempt_yield(void);
 extern size_t sa_xsave_size;
 
+/* Debugging the kernel backend: build with -DSA_KDEBUG. */
+#ifdef SA_KDEBUG
+#define KD(fmt, ...) do { char b_[160]; int n_ = snprintf(b_, sizeof(b_), "kd %d: " fmt "\n", (int)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0), __VA_ARGS__); sa_syscall6(SYS_write, 2, (long)b_, n_, 0, 0, 0); } while (0)
+#else
+#define KD(...) do { } while (0)
+#endif
+
 #endif /* SA_UPCALL_H */
