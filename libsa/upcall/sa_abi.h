@@ -29,6 +29,7 @@ enum {
 	SA_CTL_RELEASE = 7,
 	SA_CTL_INFO = 8,
 	SA_CTL_DISSOLVE = 9,
+	SA_CTL_SET_PROCESSORS = 10,
 };
 
 #define SA_REG_RUNNING 0x1
@@ -61,6 +62,9 @@ enum {
 
 #define SA_EVF_LOST 0x1
 #define SA_EVF_RESUMED (1ull << 63)
+#define SA_EVF_KERNEL (1ull << 62)
+#define SA_EVF_TAKEN (1ull << 61)
+#define SA_EVF_IP_MASK ((1ull << 56) - 1)
 
 struct sa_event {
 	uint32_t type, act;
@@ -75,6 +79,7 @@ struct sa_uregs {
 };
 
 #define SA_SLOT_QUIET 0x1
+#define SA_SLOT_PREEMPTED 0x2
 
 struct sa_slot {
 	uint32_t state, flags;
@@ -88,7 +93,8 @@ struct sa_header {
 	uint32_t version, max_acts, slots_off, ring_off, ring_entries;
 	uint32_t granted, held, lost;
 	uint32_t ring_head, ring_tail, ring_dropped;
-	uint32_t reserved[5];
+	uint32_t target, demand;
+	uint32_t reserved[3];
 };
 
 #define SA_SHARED_VERSION 1
@@ -97,6 +103,7 @@ struct sa_info {
 	uint32_t granted, held, running, idle, blocked, parked, spare, lost;
 	uint32_t nr_acts, max_acts;
 	uint64_t events, dropped;
+	uint32_t target, demand;
 };
 
 _Static_assert(sizeof(struct sa_params) == 16, "sa_params");
@@ -104,6 +111,6 @@ _Static_assert(sizeof(struct sa_register) == 32, "sa_register");
 _Static_assert(sizeof(struct sa_event) == 32, "sa_event");
 _Static_assert(sizeof(struct sa_header) == 64, "sa_header");
 _Static_assert(sizeof(struct sa_slot) % 64 == 0, "sa_slot");
-_Static_assert(sizeof(struct sa_info) == 56, "sa_info");
+_Static_assert(sizeof(struct sa_info) == 64, "sa_info");
 
 #endif /* SA_UPCALL_ABI_H */
