@@ -19,15 +19,24 @@ EXTRA_DIST += \
 
 CHECK_KERNEL_FLAGS =
 KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
-# What the guest runs: the series' selftests.  libsa's own suite with
-# SA_BACKEND=kernel (CHECK_KERNEL_ONLY=all) waits for the kernel backend
-# of libsa/upcall/kernel.c, which today only probes.
+# What the guest runs: the series' selftests.  CHECK_KERNEL_ONLY=all adds
+# libsa's whole suite with SA_BACKEND=kernel (about 15 minutes under TCG,
+# and not all of it passes yet: see the README); check-kernel-backend runs
+# the suites that mostly do (not reliably yet, so CI does not run it).
 CHECK_KERNEL_ONLY = selftests
+KERNEL_BACKEND_TESTS = tests/test_keys tests/test_mutex tests/test_cond \
+	tests/test_sem tests/test_rwlock tests/test_sched tests/test_blocked \
+	tests/test_barrier_once tests/test_stack tests/test_runtime
 
 check-kernel: all
 	$(top_srcdir)/tests/kernel/check-kernel --only $(CHECK_KERNEL_ONLY) \
 		--libsa-build $(abs_top_builddir) --log-dir $(KERNEL_LOGS) \
 		$(CHECK_KERNEL_FLAGS)
+
+check-kernel-backend: all
+	LIBSA_TESTS="$(KERNEL_BACKEND_TESTS)" $(top_srcdir)/tests/kernel/check-kernel \
+		--only libsa --libsa-build $(abs_top_builddir) \
+		--log-dir $(abs_top_builddir)/tests/kernel/logs-backend $(CHECK_KERNEL_FLAGS)
 
 bench-kernel:
 	$(top_srcdir)/tests/kernel/bench-kernel \
@@ -40,6 +49,7 @@ list-tests:
 
 clean-local: clean-kernel-logs
 clean-kernel-logs:
-	-rm -rf tests/kernel/logs tests/kernel/logs-debug tests/kernel/bench-logs
+	-rm -rf tests/kernel/logs tests/kernel/logs-debug tests/kernel/logs-backend \
+		tests/kernel/bench-logs
 
-.PHONY: check-kernel bench-kernel list-tests clean-kernel-logs
+.PHONY: check-kernel check-kernel-backend bench-kernel list-tests clean-kernel-logs
