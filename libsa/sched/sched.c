@@ -903,10 +903,12 @@ static bool any_work(void)
 
 static struct uthread *find_work(struct vp *vp)
 {
+	uint64_t next_timer;
+	struct uthread *ut;
+
 	if (unlikely(upcall_kernel_on))
 		kernel_poll(); /* events: a parked activation's uthread to run */
-	uint64_t next_timer = timers_next_deadline();
-	struct uthread *ut;
+	next_timer = timers_next_deadline();
 
 	io_pass_idle(vp); /* I/O: submit everything, harvest */
 	if (next_timer != DEADLINE_NONE) {
@@ -999,8 +1001,7 @@ static void vp_park(struct vp *vp)
 			continue;
 		}
 		if (unlikely(upcall_kernel_on)) {
-			KD("park vp %u next %p mask %x", vp->index, (void *)next_peek(vp), rq_mask(vp));
-			if (kernel_park(vp, deadline))
+			if (kernel_park(deadline))
 				break;
 			continue;
 		}

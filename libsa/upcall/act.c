@@ -584,7 +584,7 @@ static void act_resume_entry(void)
 	atomic_store_explicit(&x->state, ACT_SPARE, memory_order_relaxed);
 	act_publish_vp(x, NULL);
 	upcall_leave(x);
-	r = kernel_switch(x, c);
+	r = kernel_switch(c);
 	/* Until here a block of X is one inside libsa (kernel.c). */
 	WRITE_ONCE(x->resume, NULL);
 	if (r < 0 && r != -EINTR && !atomic_load(&rt.stopping))
@@ -605,7 +605,6 @@ void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next
 	struct act *x = act_self();
 
 	WRITE_ONCE(x->resume, next);
-	KD("resume on vp %u: act %d", vp->index, next->kact ? next->kact->kid : -1);
 	/*
 	 * Until the hand-over, what runs on the VP is this activation's own
 	 * code, not next: a tick must not take it for next's (a critical

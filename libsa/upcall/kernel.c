@@ -74,12 +74,10 @@
 
 bool upcall_kernel_on;
 
-
 static int kfd = -1;
 static struct sa_header *khdr;
 static struct sa_slot *kslots;
 static struct sa_event *kring;
-static size_t kmap_len;
 static uint32_t kmask, kmax;
 static struct act *_Atomic kacts[SA_ACTS_MAX];
 static _Atomic uint32_t kblocked;  /* activations whose VP was taken */
@@ -171,7 +169,6 @@ static int kernel_start(void)
 		return r;
 	}
 	kfd = (int)fd;
-	kmap_len = len;
 	kslots = (struct sa_slot *)((char *)khdr + khdr->slots_off);
 	kring = (struct sa_event *)((char *)khdr + khdr->ring_off);
 	kmask = khdr->ring_entries - 1;
@@ -193,7 +190,6 @@ static long k_register(struct act *a, uint32_t flags)
 	long r = k_ctl(SA_CTL_REGISTER, (unsigned long)&reg, sizeof(reg));
 
 	if (r >= 0 || r == -EINTR) {
-		KD("registered kid=%u flags=%u r=%ld", reg.id, flags, r);
 		a->kid = (int)reg.id;
 		atomic_store_explicit(&kacts[reg.id], a, memory_order_release);
 	}
@@ -236,12 +232,10 @@ static void k_claim(struct act *c)
 	    !atomic_compare_exchange_strong(&c->kclaim, &z, 1))
 		return;
 	u = c->blocked;
-	KD("claim c=%d", c->kid);
 	u->kact = c;
 	u->flags |= UTF_KPARKED;
 	atomic_fetch_sub(&kblocked, 1);
 	atomic_store_explicit(&u->on_cpu, 0, memory_order_release);
-	KD("ready u=%p vp %u", (void *)u, READ_ONCE(u->vp)->index);
 	sched_ready(u);
 }
 
@@ -269,6 +263,7 @@ static void k_spare_request(void)
  */
 void kernel_poll(void)
 {
+	bool took = false;
 	uint32_t h, t, d;
 
 	for (;;) {
@@ -283,6 +278,7 @@ void kernel_poll(void)
 		if (!__atomic_compare_exchange_n(&khdr->ring_head, &h, h + 1, false,
 						 __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
 			continue;
+		took = true;
 		c = ev.act < kmax ? atomic_load_explicit(&kacts[ev.act], memory_order_acquire) : NULL;
 		switch (ev.type) {
 		case SA_EV_UNBLOCKED:
@@ -305,6 +301,10 @@ void kernel_poll(void)
 			break;
 		}
 	}
+	/* The kernel drops an event only when the ring is full, so whoever
+	 * drains it looks: an empty ring costs two loads. */
+	if (!took)
+		return;
 	d = __atomic_load_n(&khdr->ring_dropped, __ATOMIC_RELAXED);
 	if (unlikely(d != atomic_load_explicit(&kdropped, memory_order_relaxed))) {
 		atomic_store_explicit(&kdropped, d, memory_order_relaxed);
@@ -320,17 +320,16 @@ bool kernel_pending(void)
 }
 
 /**
- * kernel_park - @vp has nothing to run: wait in the kernel, keeping the
- * processor, until kicked, an event, or @deadline.  True when the park
- * should end (a deadline or events to look at), false to look at the
- * park word again.
+ * kernel_park - the calling VP has nothing to run: wait in the kernel,
+ * keeping the processor, until kicked, an event, or @deadline.  True when
+ * the park should end (a deadline or events to look at), false to look
+ * at the park word again.
  */
-bool kernel_park(struct vp *vp, uint64_t deadline)
+bool kernel_park(uint64_t deadline)
 {
 	uint32_t t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
 	long r;
 
-	(void)vp;
 	if (t != __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED))
 		return true;
 	r = k_ctl(SA_CTL_IDLE, t, deadline == DEADLINE_NONE ? 0 : deadline);
@@ -367,11 +366,10 @@ uint64_t kernel_ring_deadline(uint64_t deadline)
 	return soon < deadline ? soon : deadline;
 }
 
-/** kernel_switch - @a (the caller) gives its processor to parked @to and
+/** kernel_switch - the caller gives its processor to parked @to and
  * sleeps as a spare.  0 once given a processor again, or -errno. */
-long kernel_switch(struct act *a, struct act *to)
+long kernel_switch(struct act *to)
 {
-	KD("switch %d -> %d", a->kid, to->kid);
 	return k_ctl(SA_CTL_SWITCH, (unsigned long)to->kid, 0);
 }
 
@@ -391,11 +389,9 @@ static long k_decline(struct act *s, struct act *c)
 		uint32_t st = kstate(c), t;
 
 		if (st == SA_STATE_PARKED) {
-			KD("decline-switch c=%d", c->kid);
-			return kernel_switch(s, c);
+			return kernel_switch(c);
 		}
 		if (st != SA_STATE_BLOCKED) {
-			KD("decline-gone c=%d st=%u", c->kid, st);
 			return 1;
 		}
 		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
@@ -421,7 +417,6 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 
 	*res = 0;
 	atomic_store(&c->klost, 0);
-	KD("handle c=%d state=%u kstate=%u vp=%p", c->kid, atomic_load(&c->state), kstate(c), (void *)vp);
 	/* Not carrying, or in the middle of handing its VP to a parked
 	 * activation (act_resume_parked()): it is inside libsa. */
 	if (atomic_load(&c->state) != ACT_CARRYING || !vp || READ_ONCE(c->resume) ||
@@ -450,7 +445,6 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	 * only here, so that no late claimer of the last block sees 0. */
 	atomic_store(&c->kclaim, 0);
 	act_takeover_commit(c);
-	KD("takeover c=%d vp=%u", c->kid, vp->index);
 	atomic_fetch_add(&kblocked, 1);
 	smp_mb(); /* ACT_BLOCKED before the look at the kernel state */
 	k_claim(c); /* parked already: its unblocked event may be gone */
@@ -458,7 +452,6 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	return vp;
 
 decline:
-	KD("decline c=%d", c->kid);
 	*res = k_decline(s, c);
 	return NULL;
 }
@@ -496,16 +489,15 @@ static struct vp *k_stranded(struct act *s, long *res)
  * processor, then decide from the mailbox what to carry. */
 static struct vp *kernel_spare_wait(struct act *a)
 {
-	long r = 0;
-
 	for (;;) {
 		struct sa_event mb;
 		struct act *c;
 		struct vp *vp;
+		bool fresh;
+		long r = 0;
 
 		if (atomic_load(&rt.stopping))
 			return NULL;
-		r = 0;
 		if (a->kid < 0)
 			r = k_register(a, SA_REG_SPARE);
 		else if (kstate(a) != SA_STATE_RUNNING)
@@ -520,9 +512,9 @@ static struct vp *kernel_spare_wait(struct act *a)
 		if (atomic_load(&rt.stopping))
 			return NULL;
 		mb = kslots[a->kid].mailbox;
-		KD("spare got mb type=%u act=%u seq=%llu (last %llu)", mb.type, mb.act, (unsigned long long)mb.seq, (unsigned long long)a->kmb_seq);
-		if (mb.seq != a->kmb_seq && mb.type == SA_EV_BLOCKED && mb.act < kmax) {
-			a->kmb_seq = mb.seq;
+		fresh = mb.seq != a->kmb_seq; /* not one acted on already */
+		a->kmb_seq = mb.seq;
+		if (fresh && mb.type == SA_EV_BLOCKED && mb.act < kmax) {
 			/* Each block's mailbox goes to one spare: ours alone. */
 			c = atomic_load_explicit(&kacts[mb.act], memory_order_acquire);
 			if (c) {
@@ -533,13 +525,11 @@ static struct vp *kernel_spare_wait(struct act *a)
 					continue; /* switched back: a spare (or given one) */
 			}
 		}
-		a->kmb_seq = mb.seq;
 		vp = k_stranded(a, &r);
 		if (vp)
 			return vp;
 		if (r <= 0)
 			continue;
-		KD("spare gives up, kid=%d", a->kid);
 		/* Nothing for this processor: give it up (and wait as a
 		 * spare: the top of the loop sees the state). */
 		k_ctl(SA_CTL_WAIT, 0, 0);

@@ -98,11 +98,11 @@ int upcall_watchdog_start(bool takeover);
 extern bool upcall_kernel_on;
 void kernel_poll(void);
 bool kernel_pending(void);
-bool kernel_park(struct vp *vp, uint64_t deadline);
+bool kernel_park(uint64_t deadline);
 void kernel_kick(struct vp *vp);
 void kernel_quiet(struct vp *vp, bool on);
 uint64_t kernel_ring_deadline(uint64_t deadline);
-long kernel_switch(struct act *a, struct act *to);
+long kernel_switch(struct act *to);
 void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
 		       bool prev_dies);
 void act_carry_parked(struct act *c, struct vp *vp);
@@ -142,12 +142,5 @@ int text_ranges_init(void);
 void sa_preempt_stub(void);
 void sched_preempt_yield(void);
 extern size_t sa_xsave_size;
-
-/* Debugging the kernel backend: build with -DSA_KDEBUG. */
-#ifdef SA_KDEBUG
-#define KD(fmt, ...) do { char b_[160]; int n_ = snprintf(b_, sizeof(b_), "kd %d: " fmt "\n", (int)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0), __VA_ARGS__); sa_syscall6(SYS_write, 2, (long)b_, n_, 0, 0, 0); } while (0)
-#else
-#define KD(...) do { } while (0)
-#endif
 
 #endif /* SA_UPCALL_H */
