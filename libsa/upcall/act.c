@@ -156,23 +156,39 @@ void act_thread_setup(struct act *a)
 	stack_altstack_setup(&a->altstack);
 }
 
+/*
+ * act_fresh - @ctx, when switched to, starts @entry() on @a's own stack at
+ * base_sp.  The frames there belong to a context that is never resumed.
+ */
+static void act_fresh(struct act *a, struct sa_ctx *ctx, void (*entry)(void))
+{
+	if (a->idle->stack_lo)
+		san_stack_reuse(a->idle->stack_lo, a->base_sp);
+	sa_ctx_init(ctx, a->base_sp, entry);
+}
+
+/* act_bind - @a is @vp's carrier, with its own context as @vp's idle
+ * context; the caller has set @vp->cur. */
+static void act_bind(struct act *a, struct vp *vp)
+{
+	atomic_store_explicit(&a->vp, vp, memory_order_relaxed);
+	atomic_store_explicit(&a->state, ACT_CARRYING, memory_order_relaxed);
+	WRITE_ONCE(a->idle->vp, vp);
+	WRITE_ONCE(vp->idle, a->idle);
+	vp->kfs = a->kfs;
+	atomic_store_explicit(&vp->act, a, memory_order_release);
+	act_publish_vp(a, vp);
+}
+
 /**
  * act_carry - the calling activation @a carries @vp from now on, with its
  * own context as @vp's idle context, which is what runs now.
  */
 void act_carry(struct act *a, struct vp *vp)
 {
-	struct uthread *idle = a->idle;
-
-	atomic_store_explicit(&a->vp, vp, memory_order_relaxed);
-	atomic_store_explicit(&a->state, ACT_CARRYING, memory_order_relaxed);
-	WRITE_ONCE(idle->vp, vp);
-	atomic_store_explicit(&idle->on_cpu, 1, memory_order_relaxed);
-	WRITE_ONCE(vp->idle, idle);
-	vp->kfs = a->kfs;
-	WRITE_ONCE(vp->cur, idle);
-	atomic_store_explicit(&vp->act, a, memory_order_release);
-	act_publish_vp(a, vp);
+	atomic_store_explicit(&a->idle->on_cpu, 1, memory_order_relaxed);
+	WRITE_ONCE(vp->cur, a->idle);
+	act_bind(a, vp);
 	if (upcall_enter(a))
 		sa_panic("VP %u: the %s backend could not start an activation",
 			 vp->index, upcall_backend->name);
@@ -461,9 +477,7 @@ static struct vp *act_unblocked(struct act *a)
 
 	if (me->flags & UTF_TLS)
 		tls_set_fs(a->kfs);
-	if (a->idle->stack_lo)
-		san_stack_reuse(a->idle->stack_lo, a->base_sp);
-	sa_ctx_init(&a->idle->ctx, a->base_sp, act_unblocked_entry);
+	act_fresh(a, &a->idle->ctx, act_unblocked_entry);
 	san_switch_begin(me, a->idle, false);
 	sa_ctx_switch(&me->ctx, &a->idle->ctx);
 	/* Resumed by switch_to() on some VP: finish its switch. */
@@ -545,20 +559,10 @@ static void act_carried_entry(void)
  */
 void act_carry_parked(struct act *c, struct vp *vp)
 {
-	struct uthread *idle = c->idle;
-
-	if (idle->stack_lo)
-		san_stack_reuse(idle->stack_lo, c->base_sp);
-	sa_ctx_init(&idle->ctx, c->base_sp, act_carried_entry);
-	WRITE_ONCE(idle->vp, vp);
-	atomic_store_explicit(&idle->on_cpu, 0, memory_order_relaxed);
+	act_fresh(c, &c->idle->ctx, act_carried_entry);
+	atomic_store_explicit(&c->idle->on_cpu, 0, memory_order_relaxed);
 	c->blocked = NULL;
-	atomic_store_explicit(&c->vp, vp, memory_order_relaxed);
-	atomic_store_explicit(&c->state, ACT_CARRYING, memory_order_relaxed);
-	WRITE_ONCE(vp->idle, idle);
-	vp->kfs = c->kfs;
-	atomic_store_explicit(&vp->act, c, memory_order_release);
-	act_publish_vp(c, vp);
+	act_bind(c, vp);
 }
 
 /* X's fresh context: finish the switch, hand the VP to C, become a spare. */
@@ -616,8 +620,6 @@ void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next
 	san_switch_begin(prev, x->idle, prev_dies);
 	if (prev->flags & UTF_TLS)
 		tls_set_fs(x->kfs);
-	if (prev != x->idle && x->idle->stack_lo)
-		san_stack_reuse(x->idle->stack_lo, x->base_sp);
-	sa_ctx_init(&x->fresh, x->base_sp, act_resume_entry);
+	act_fresh(x, &x->fresh, act_resume_entry);
 	sa_ctx_switch(&prev->ctx, &x->fresh);
 }
