@@ -12,6 +12,8 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 static atomic_int pt_failures;
 
@@ -30,6 +32,27 @@ static atomic_int pt_failures;
 static inline int pt_exit_status(void)
 {
 	return atomic_load(&pt_failures) ? 1 : 0;
+}
+
+/* One behaviour per run: the program runs the case its argument names. */
+struct pt_case {
+	const char *name;
+	void (*fn)(void);
+};
+
+/* pt_main - run case argv[1] of @cases with a @secs alarm; exit status. */
+static inline int pt_main(const char *prog, const struct pt_case *cases, size_t n,
+			  unsigned secs, int argc, char **argv)
+{
+	alarm(secs);
+	for (size_t i = 0; argc == 2 && i < n; i++) {
+		if (strcmp(argv[1], cases[i].name) == 0) {
+			cases[i].fn();
+			return pt_exit_status();
+		}
+	}
+	fprintf(stderr, "usage: %s CASE\n", prog);
+	return 2;
 }
 
 #endif /* SA_TESTS_PT_H */

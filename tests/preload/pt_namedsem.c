@@ -304,10 +304,7 @@ static void case_named_cancel(void)
 	PT_OK(sem_unlink(name_a));
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} cases[] = {
+static const struct pt_case cases[] = {
 	{ "named_cross_process", case_named_cross_process },
 	{ "pshared_cross_process", case_pshared_cross_process },
 	{ "named_many_waiters", case_named_many_waiters },
@@ -321,13 +318,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	alarm(30);
-	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (strcmp(argv[1], cases[i].name) == 0) {
-			cases[i].fn();
-			return pt_exit_status();
-		}
-	}
-	fprintf(stderr, "usage: pt_namedsem CASE\n");
-	return 2;
+	return pt_main("pt_namedsem", cases, sizeof(cases) / sizeof(cases[0]), 30, argc, argv);
 }

@@ -319,10 +319,7 @@ static void case_pshared_enotsup(void)
 	PT_OK(pthread_mutexattr_destroy(&a));
 }
 
-static const struct {
-	const char *name;
-	void (*fn)(void);
-} cases[] = {
+static const struct pt_case cases[] = {
 	{ "attr", case_attr },
 	{ "owner_return", case_owner_return },
 	{ "owner_pthread_exit", case_owner_pthread_exit },
@@ -342,13 +339,5 @@ static const struct {
 
 int main(int argc, char **argv)
 {
-	alarm(30);
-	for (size_t i = 0; argc == 2 && i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (strcmp(argv[1], cases[i].name) == 0) {
-			cases[i].fn();
-			return pt_exit_status();
-		}
-	}
-	fprintf(stderr, "usage: pt_robust CASE\n");
-	return 2;
+	return pt_main("pt_robust", cases, sizeof(cases) / sizeof(cases[0]), 30, argc, argv);
 }
