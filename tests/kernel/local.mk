@@ -24,7 +24,7 @@ KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
 # and not all of it passes yet: see the README); check-kernel-backend runs
 # the suites that mostly do (not reliably yet, so CI does not run it).
 CHECK_KERNEL_ONLY = selftests
-KERNEL_BACKEND_TESTS = tests/test_keys tests/test_mutex tests/test_cond \
+KERNEL_BACKEND_TESTS = tests/test_mutex tests/test_cond \
 	tests/test_sem tests/test_rwlock tests/test_sched tests/test_blocked \
 	tests/test_barrier_once tests/test_stack tests/test_runtime
 
