@@ -109,26 +109,46 @@ static uint64_t run_yield(uint64_t n)
 /* ------------------------------------------------------------------------
  * Mutexes: an uncontended lock+unlock pair, and two threads incrementing
  * one counter under one mutex (per critical section).
+ *
+ * The uncontended loop runs on a thread the main thread created and joins,
+ * so that the process is multi-threaded as any program that locks is:
+ * glibc's lock takes no atomic instruction while a process has only its
+ * first thread, which would time a case no threaded program meets.
  */
 
-static uint64_t run_mutex_uncontended(uint64_t n)
+struct uncontended {
+	uint64_t n, elapsed;
+};
+
+static void *mutex_uncontended_worker(void *p)
 {
+	struct uncontended *u = p;
 	bt_mutex_t m;
 	volatile uint64_t counter = 0;
-	uint64_t t0, elapsed;
+	uint64_t t0;
 
 	CHECK(bt_mutex_init(&m));
 	t0 = now_ns();
-	for (uint64_t i = 0; i < n; i++) {
+	for (uint64_t i = 0; i < u->n; i++) {
 		CHECK(bt_mutex_lock(&m));
 		counter++;
 		CHECK(bt_mutex_unlock(&m));
 	}
-	elapsed = now_ns() - t0;
+	u->elapsed = now_ns() - t0;
 	CHECK(bt_mutex_destroy(&m));
-	if (counter != n)
-		die_wrong("counter", counter, n);
-	return elapsed;
+	if (counter != u->n)
+		die_wrong("counter", counter, u->n);
+	return NULL;
+}
+
+static uint64_t run_mutex_uncontended(uint64_t n)
+{
+	struct uncontended u = { n, 0 };
+	bt_thread_t t;
+
+	CHECK(bt_spawn(&t, mutex_uncontended_worker, &u));
+	CHECK(bt_join(t, NULL));
+	return u.elapsed;
 }
 
 #define CONTENDED_THREADS 2
