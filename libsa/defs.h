@@ -686,8 +686,15 @@ static __always_inline struct vp *vp_self(void)
 {
 	struct vp *v = vp_tls_word();
 
-	if (unlikely((uintptr_t)v - 1 < 2)) /* VP_VIA_GS or VP_DISPLACED */
-		v = vp_self_slow(v);
+	if (unlikely((uintptr_t)v - 1 < 2)) { /* VP_VIA_GS or VP_DISPLACED */
+		/* The gs slot inline: in the per-uthread TLS mode every call
+		 * comes here, and a call to the slow path costs more than
+		 * the load. */
+		if (v == VP_VIA_GS)
+			asm volatile("movq %%gs:sa_gs_slots(%%rip), %0" : "=r"(v) : : "memory");
+		if (unlikely(v == VP_DISPLACED))
+			v = vp_self_slow(v);
+	}
 	return v;
 }
 
