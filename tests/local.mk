@@ -135,6 +135,8 @@ pt_progs = \
 	tests/preload/pt_cancel \
 	tests/preload/pt_cancel_exc \
 	tests/preload/pt_cancel_cxx \
+	tests/preload/pt_mainexit \
+	tests/preload/pt_mainexit_exc \
 	tests/preload/pt_flockfile \
 	tests/preload/pt_threadctl \
 	tests/preload/pt_fork \
@@ -180,6 +182,10 @@ tests_preload_pt_cancel_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
 tests_preload_pt_cancel_CFLAGS = $(PT_CFLAGS) -fno-exceptions
 tests_preload_pt_cancel_exc_SOURCES = tests/preload/pt_cancel.c tests/preload/pt.h
 tests_preload_pt_cancel_exc_CFLAGS = $(PT_CFLAGS) -fexceptions
+tests_preload_pt_mainexit_SOURCES = tests/preload/pt_mainexit.c tests/preload/pt.h
+tests_preload_pt_mainexit_CFLAGS = $(PT_CFLAGS) -fno-exceptions
+tests_preload_pt_mainexit_exc_SOURCES = tests/preload/pt_mainexit.c tests/preload/pt.h
+tests_preload_pt_mainexit_exc_CFLAGS = $(PT_CFLAGS) -fexceptions
 tests_preload_pt_cancel_cxx_SOURCES = tests/preload/pt_cancel_cxx.cc
 tests_preload_pt_cancel_cxx_CXXFLAGS = -std=c++17 -pthread -Wall -Wextra
 tests_preload_pt_flockfile_SOURCES = tests/preload/pt_flockfile.c tests/preload/pt.h

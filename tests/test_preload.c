@@ -148,14 +148,20 @@ static void expect_1vp_no_handoff(const char *prog, long min_threads)
 	cr_assert_geq(spawned(&r), min_threads, "%s", r.out);
 }
 
-/* expect_nptl - @prog passes without the shim, too. */
-static void expect_nptl(const char *prog)
+/* expect_nptl_arg - @prog @arg passes without the shim, too. */
+static void expect_nptl_arg(const char *prog, const char *arg)
 {
-	char *argv[] = { (char *)prog, NULL };
+	char *argv[] = { (char *)prog, (char *)arg, NULL };
 	struct run r;
 
 	run_cmd(&r, argv);
 	cr_assert_eq(r.status, 0, "%s under NPTL exited %d:\n%s", prog, r.status, r.out);
+}
+
+/* expect_nptl - @prog passes without the shim, too. */
+static void expect_nptl(const char *prog)
+{
+	expect_nptl_arg(prog, NULL);
 }
 
 Test(preload, blocking_io_parks_the_uthread_1vp_no_handoff)
@@ -191,6 +197,33 @@ Test(preload, cancel_cxx_unwinds_1vp_no_handoff)
 }
 Test(preload, cancel_cxx_unwinds_2vps) { expect_program("2", PROG("pt_cancel_cxx"), NULL, 2); }
 Test(preload, cancel_cxx_unwinds_same_under_nptl) { expect_nptl(PROG("pt_cancel_cxx")); }
+
+/* pthread_exit() from main unwinds main (cleanup handlers of plain C and
+ * of -fexceptions, then its key destructor); the process lives on until
+ * its other thread returns, then exits 0.  "solo": main made no thread. */
+Test(preload, main_pthread_exit_unwinds_1vp_no_handoff)
+{
+	expect_1vp_no_handoff(PROG("pt_mainexit"), 1);
+}
+Test(preload, main_pthread_exit_unwinds_2vps) { expect_program("2", PROG("pt_mainexit"), NULL, 1); }
+Test(preload, main_pthread_exit_unwinds_same_under_nptl) { expect_nptl(PROG("pt_mainexit")); }
+Test(preload, main_pthread_exit_fexceptions_2vps)
+{
+	expect_program("2", PROG("pt_mainexit_exc"), NULL, 1);
+}
+Test(preload, main_pthread_exit_fexceptions_same_under_nptl)
+{
+	expect_nptl(PROG("pt_mainexit_exc"));
+}
+Test(preload, main_pthread_exit_no_thread_2vps)
+{
+	/* No thread, so the runtime never starts and prints no counters. */
+	expect_program("2", PROG("pt_mainexit"), "solo", -1);
+}
+Test(preload, main_pthread_exit_no_thread_same_under_nptl)
+{
+	expect_nptl_arg(PROG("pt_mainexit"), "solo");
+}
 
 /* Joins with and without waiting, scheduling parameters and affinity,
  * with their errors; the same under NPTL. */

@@ -18,6 +18,16 @@
  * value to libsa as if the function had returned it; libsa then runs the
  * thread_local and key destructors as for any ending uthread.
  *
+ * main is no thread the shim started, so the shim starts it too: it
+ * interposes __libc_start_main(), which every dynamically linked program's
+ * _start calls, and hands the C library main_trampoline() as the program's
+ * main.  The trampoline sets a bottom buffer below main's frames as
+ * start_trampoline() does, so pthread_exit() from main unwinds main's
+ * stack (cleanup handlers, destructors) and lands there; the main uthread
+ * then ends as any uthread does, and the process lives on until its last
+ * uthread ends, with status 0, as POSIX says.  When main returns, the
+ * trampoline puts the C library's own buffer back before exit() runs.
+ *
  * The descriptor's cleanup_jmp_buf has no published offset.  At start-up
  * the shim has glibc store a buffer it knows there
  * (__pthread_register_cancel on the main thread), finds the word that holds
@@ -152,6 +162,66 @@ int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
 	if (r)
 		free(s);
 	return r;
+}
+
+/*
+ * The program's main and the C library's start: main_trampoline() runs in
+ * place of main (see the design comment above).
+ */
+typedef int (*main_fn)(int, char **, char **);
+typedef int (*start_main_fn)(main_fn, int, char **, void (*)(void), void (*)(void),
+			     void (*)(void), void *);
+
+static main_fn program_main;
+
+static int main_trampoline(int argc, char **argv, char **envp)
+{
+	__pthread_unwind_buf_t ub;
+	void **bottom;
+	void *libc_buf;
+	int r;
+
+	preload_start();
+	if (cleanup_off < 0)
+		return program_main(argc, argv, envp);
+	bottom = (void **)((char *)pthread_self() + cleanup_off);
+	libc_buf = *bottom;
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+	if (__sigsetjmp((struct __jmp_buf_tag *)(void *)ub.__cancel_jmp_buf, 0) == 0) {
+#pragma GCC diagnostic pop
+		ub.__pad[0] = libc_buf; /* prev */
+		ub.__pad[1] = NULL;     /* cleanup */
+		*bottom = &ub;
+		unwindable = true;
+		r = program_main(argc, argv, envp);
+		unwindable = false;
+		*(void **)((char *)pthread_self() + cleanup_off) = libc_buf;
+		return r;
+	}
+	/* pthread_exit() unwound main to here.  The main uthread ends as any
+	 * uthread; a main thread that never started the VPs is the C
+	 * library's to end, in its own buffer, as without the shim. */
+	if (vp_self())
+		sa_exit(exit_value);
+	*(void **)((char *)pthread_self() + cleanup_off) = libc_buf;
+	/* The buffer has no signal mask (__mask_was_saved is 0), so nothing
+	 * past its 72 bytes is read. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+	siglongjmp((struct __jmp_buf_tag *)((__pthread_unwind_buf_t *)libc_buf)->__cancel_jmp_buf, 1);
+#pragma GCC diagnostic pop
+}
+
+int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+		      void (*fini)(void), void (*rtld_fini)(void), void *stack_end);
+SA_EXPORT int __libc_start_main(main_fn main, int argc, char **argv, void (*init)(void),
+				void (*fini)(void), void (*rtld_fini)(void), void *stack_end)
+{
+	start_main_fn real = (start_main_fn)preload_real_sym("__libc_start_main");
+
+	program_main = main;
+	return real(main_trampoline, argc, argv, init, fini, rtld_fini, stack_end);
 }
 
 SA_EXPORT void pthread_exit(void *retval)
