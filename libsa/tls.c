@@ -72,9 +72,21 @@
  * runs the C++ thread_local destructors (__call_tls_dtors) on the uthread
  * before it ends, as glibc does at thread exit.
  *
- * Known gaps (see libsa-preload(7)): glibc's per-thread malloc cache of an
- * ended uthread is not handed back (glibc frees it only from its own thread
- * exit path); a module dlopen'ed with initial-exec TLS is initialised only
+ * glibc's per-thread malloc cache.  malloc keeps a cache of freed chunks
+ * per thread (the tcache), reached from a pointer in libc's static TLS,
+ * and frees it only on its own thread-exit path, which a uthread never
+ * takes: every ended uthread would leak the cache and the chunks in it
+ * (1.5 KiB a thread in a create/join loop).  The pointer has no symbol,
+ * so tls_enable() finds it: it frees a chunk of each of the two smallest
+ * sizes and looks in the calling thread's static TLS for the word that
+ * points at a cache whose first two bins start with exactly those chunks.
+ * tls_free() then does what glibc's exit path does with the ended
+ * uthread's cache: frees every chunk in it (the bins' links are
+ * pointer-protected, as in glibc since 2.32), then the cache.  Where the
+ * word is not found (another malloc, the cache turned off, an older
+ * glibc) nothing is done and the cache leaks as before.
+ *
+ * Known gaps (see libsa-preload(7)): a module dlopen'ed with initial-exec TLS is initialised only
  * in the threads glibc knows, so existing uthreads see its static block
  * zeroed; stackblock_size stays 0, so glibc's alloca cut-off is the main
  * thread's.
@@ -82,7 +94,9 @@
 
 #include <asm/prctl.h>
 #include <dlfcn.h>
+#include <gnu/libc-version.h>
 #include <sys/auxv.h>
+#include <sys/uio.h>
 
 #include "defs.h"
 
@@ -142,6 +156,123 @@ static const uint32_t *td_symbol(const char *name)
 	return dlvsym(RTLD_DEFAULT, name, "GLIBC_PRIVATE");
 }
 
+/* ------------------------------------------------------------------------
+ * glibc's per-thread malloc cache (see the design comment)
+ */
+
+#define TCACHE_BINS 64
+
+/* glibc's tcache_perthread_struct (2.30 on). */
+struct tcache {
+	uint16_t counts[TCACHE_BINS];
+	void *entries[TCACHE_BINS];
+};
+
+static long tcache_off; /* of libc's tcache pointer from the thread pointer; 0: unknown */
+
+/* peek - copy @n bytes at @addr, which may be unmapped; false if it is. */
+static bool peek(const void *addr, void *out, size_t n)
+{
+	struct iovec l = { out, n }, r = { (void *)addr, n };
+
+	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n;
+}
+
+/*
+ * tcache_probe - the word in the calling thread's static TLS that points
+ * at a cache whose bins 0 and 1 start with @p and @q; its offset from the
+ * thread pointer @tp, or 0.
+ */
+static long tcache_probe(char *tp, uintptr_t p, uintptr_t q)
+{
+	void (*static_info)(size_t *, size_t *) =
+		(void (*)(size_t *, size_t *))dlvsym(RTLD_DEFAULT, "_dl_get_tls_static_info",
+						     "GLIBC_PRIVATE");
+	size_t size = 0, align = 0;
+	uintptr_t words[32];
+
+	if (!static_info)
+		return 0;
+	static_info(&size, &align);
+	/* Downward from the thread pointer, 256 bytes at a time, until the
+	 * static area ends or is not mapped (the main thread's block may
+	 * start anywhere in its page). */
+	for (size_t done = 0; done < size; done += sizeof(words)) {
+		char *base = tp - done - sizeof(words);
+
+		if (!peek(base, words, sizeof(words)))
+			return 0;
+		for (size_t i = 0; i < 32; i++) {
+			struct tcache *tc = (struct tcache *)words[i];
+			uintptr_t heads[2];
+			uint16_t counts[2];
+
+			if (!tc || ((uintptr_t)tc & 15) ||
+			    !peek(&tc->entries[0], heads, sizeof(heads)) ||
+			    heads[0] != p || heads[1] != q ||
+			    !peek(&tc->counts[0], counts, sizeof(counts)) ||
+			    !counts[0] || !counts[1])
+				continue;
+			return (long)(base + i * sizeof(uintptr_t) - tp);
+		}
+	}
+	return 0;
+}
+
+/* tcache_find - set tcache_off from the calling thread's cache. */
+static void tcache_find(void)
+{
+	enum { N = 8 }; /* more than a bin holds: its chunks are taken first */
+	void *a[N] = { 0 }, *b[N] = { 0 };
+	const char *v = gnu_get_libc_version();
+	int major = 0, minor = 0;
+
+	/* Protected bin links came with 2.32. */
+	if (sscanf(v, "%d.%d", &major, &minor) != 2 || major != 2 || minor < 32)
+		return;
+	for (int i = 0; i < N; i++) {
+		a[i] = malloc(24); /* a 32-byte chunk: bin 0 */
+		b[i] = malloc(40); /* a 48-byte chunk: bin 1 */
+	}
+	if (a[N - 1] && b[N - 1]) {
+		/* Only the addresses are compared once the chunks are free. */
+		uintptr_t p = (uintptr_t)a[N - 1], q = (uintptr_t)b[N - 1];
+
+		free(a[N - 1]);
+		free(b[N - 1]);
+		a[N - 1] = b[N - 1] = NULL;
+		tcache_off = tcache_probe(fs_base(), p, q);
+	}
+	for (int i = 0; i < N; i++) {
+		free(a[i]);
+		free(b[i]);
+	}
+}
+
+/* tcache_release - free the malloc cache of the ended thread whose TCB is @tp. */
+static void tcache_release(char *tp)
+{
+	struct tcache **slot = (struct tcache **)(tp + tcache_off);
+	struct tcache *tc = *slot;
+
+	if (!tcache_off || !tc)
+		return;
+	*slot = NULL;
+	for (int i = 0; i < TCACHE_BINS; i++) {
+		uintptr_t *e = tc->entries[i];
+
+		for (unsigned n = tc->counts[i]; n && e; n--) {
+			/* The link is stored as link ^ (its own address >> 12). */
+			uintptr_t *next = (uintptr_t *)(((uintptr_t)e >> 12) ^ e[0]);
+
+			e[1] = 0; /* the chunk's "in a cache" key */
+			free(e);
+			e = next;
+		}
+	}
+	free(tc);
+}
+
 /**
  * tls_enable - switch the runtime to the per-uthread TLS mode.  Must be
  * called before the runtime starts.
@@ -189,6 +320,7 @@ int tls_enable(void)
 	glibc.wrfsbase = (getauxval(AT_HWCAP2) & HWCAP2_FSGSBASE) != 0;
 	tls_handle_off = (char *)&tls_self_handle - (char *)fs_base();
 	tls_vp_off = (char *)&sa_tls_vp - (char *)fs_base();
+	tcache_find();
 	rt.tls_mode = true;
 	return 0;
 }
@@ -257,6 +389,7 @@ void tls_free(struct uthread *ut)
 {
 	if (!(ut->flags & UTF_TLS))
 		return;
+	tcache_release(ut->tp);
 	glibc.deallocate(ut->tp, true);
 	ut->tp = NULL;
 	ut->flags &= ~(uint32_t)UTF_TLS;
