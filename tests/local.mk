@@ -138,6 +138,7 @@ pt_progs = \
 	tests/preload/pt_mainexit \
 	tests/preload/pt_mainexit_exc \
 	tests/preload/pt_mcache \
+	tests/preload/pt_fileio \
 	tests/preload/pt_flockfile \
 	tests/preload/pt_threadctl \
 	tests/preload/pt_fork \
@@ -211,6 +212,8 @@ tests_preload_pt_namedsem_SOURCES = tests/preload/pt_namedsem.c tests/preload/pt
 tests_preload_pt_namedsem_CFLAGS = $(PT_CFLAGS)
 tests_preload_pt_mcache_SOURCES = tests/preload/pt_mcache.c tests/preload/pt.h
 tests_preload_pt_mcache_CFLAGS = $(PT_CFLAGS)
+tests_preload_pt_fileio_SOURCES = tests/preload/pt_fileio.c tests/preload/pt.h
+tests_preload_pt_fileio_CFLAGS = $(PT_CFLAGS)
 
 tests_test_preload_SOURCES = tests/test_preload.c
 tests_test_preload_CPPFLAGS = $(AM_CPPFLAGS) -DTOP_BUILDDIR='"$(abs_top_builddir)"'

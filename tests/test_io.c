@@ -1143,6 +1143,43 @@ Test(io, openat_creates_and_reopens, .timeout = 10)
 	rmdir(dir);
 }
 
+/* A FIFO's reader, opening after a delay while the writer's open waits. */
+static void *fifo_late_reader(void *arg)
+{
+	const char *path = arg;
+	int fd;
+
+	sa_sleep_ns(20 * 1000 * 1000);
+	fd = sa_openat(AT_FDCWD, path, O_RDONLY | O_CLOEXEC, 0);
+	UT_CHECK(fd >= 0);
+	return (void *)(intptr_t)fd;
+}
+
+/* The ring's first try opens with O_NONBLOCK, which makes a FIFO's writer
+ * fail with ENXIO while no reader has it open: the open must wait instead,
+ * as openat(2) does, and park only its uthread. */
+Test(io, openat_fifo_writer_waits_for_reader, .timeout = 10)
+{
+	char dir[] = "/tmp/sa-test-io-dir-XXXXXX", path[64];
+	sa_uthread_t t;
+	int fd, rfd;
+
+	io_start("1");
+	cr_assert_not_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/fifo", dir);
+	cr_assert_eq(mkfifo(path, 0600), 0);
+	t = h_spawn(fifo_late_reader, path);
+	fd = sa_openat(AT_FDCWD, path, O_WRONLY | O_CLOEXEC, 0);
+	cr_assert_geq(fd, 0, "sa_openat = %d", fd);
+	rfd = (int)(intptr_t)h_join(t);
+	assert_no_ut_failures();
+	cr_assert_eq(sa_write(fd, "x", 1), 1);
+	SA_OK(sa_close(fd));
+	SA_OK(sa_close(rfd));
+	unlink(path);
+	rmdir(dir);
+}
+
 Test(io, openat_missing_enoent, .timeout = 10)
 {
 	io_start("2");

@@ -372,6 +372,18 @@ static void expect_case_on(const char *vps, const char *prog, const char *name)
 	expect_case_io(vps, "SA_IO=", prog, name);
 }
 
+/*
+ * open, creat, close, fsync and fdatasync give the C library's results and
+ * errors; an open of a FIFO that waits for its writer parks only its
+ * uthread (one VP, no hand-off), and a thread waiting in one is
+ * cancelled at once (pt_fileio.c).
+ */
+CASE(pt_fileio, opens)
+CASE(pt_fileio, closes)
+CASE(pt_fileio, syncs)
+CASE(pt_fileio, fifo_open_waits)
+CASE(pt_fileio, cancel_in_open)
+
 #define ROBUST_CASE(name)                                                       \
 	Test(preload, robust_##name##_1vp_no_handoff)                           \
 	{                                                                       \

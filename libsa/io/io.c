@@ -206,7 +206,7 @@ struct io_group;
 struct io_req {
 	uint8_t op;                  /* enum io_opcode */
 	int fd;
-	int flags;                   /* recv/send/accept/openat flags */
+	int flags;                   /* recv/send/accept/openat flags; fsync: 1 = data only */
 	void *buf;                   /* buffer, iovec, msghdr, sockaddr, path,
 				      * pollfd array */
 	size_t len;                  /* bytes, iovcnt, addrlen, nfds, events */
@@ -216,6 +216,7 @@ struct io_req {
 	uint64_t deadline;           /* monotonic ns; 0: none */
 	uint64_t timeo;              /* SO_RCVTIMEO/SO_SNDTIMEO's end; 0: none */
 	bool waits;                  /* io_fd_call() let it wait */
+	bool async;                  /* openat: in the kernel's worker, blocking */
 	uint64_t poll_end;           /* sa_poll's own limit; DEADLINE_NONE */
 	int64_t res;                 /* the result, IO_RES_PENDING until then */
 	struct uthread *ut;          /* who waits */
@@ -495,12 +496,17 @@ static void io_prep(struct io_uring_sqe *sqe, struct io_req *r)
 		break;
 	case IOP_OPENAT:
 		io_uring_prep_openat(sqe, r->fd, r->buf, r->flags, r->mode);
+		/* The ring's first try adds O_NONBLOCK, with which a FIFO
+		 * opens at once instead of waiting for its other end: such
+		 * an open goes straight to the worker, which blocks. */
+		if (r->async)
+			sqe->flags |= IOSQE_ASYNC;
 		break;
 	case IOP_CLOSE:
 		io_uring_prep_close(sqe, r->fd);
 		break;
 	case IOP_FSYNC:
-		io_uring_prep_fsync(sqe, r->fd, 0);
+		io_uring_prep_fsync(sqe, r->fd, r->flags ? IORING_FSYNC_DATASYNC : 0);
 		break;
 	case IOP_TIMEOUT:
 		io_timespec(r->poll_end, &r->ts);
@@ -750,7 +756,12 @@ static void io_ring_park(struct vp *vp, struct io_vp *iv, struct io_req *r)
 static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 {
 	io_ring_park(vp, iv, r);
-	/* Maybe on another VP now; @r is ours again. */
+	/* Maybe on another VP now; @r is ours again.  An op the kernel's
+	 * worker was running when the cancellation reached it may end with
+	 * the kernel's own restart code (ERESTARTSYS, 512, and its kin up to
+	 * 516), never meant for user space: it was cancelled too. */
+	if (r->res <= -512 && r->res >= -516 && r->res != -515)
+		r->res = -ECANCELED;
 	if (r->res == -ECANCELED) {
 		/* Its deadline's timeout, or an interruption. */
 		if (r->deadline && now_ns() >= r->deadline)
@@ -903,7 +914,7 @@ static ssize_t io_sync(struct io_req *r)
 				return 0; /* Linux has released the descriptor */
 			break;
 		case IOP_FSYNC:
-			n = fsync(r->fd);
+			n = r->flags ? fdatasync(r->fd) : fsync(r->fd);
 			break;
 		default:
 			sa_panic("io: unknown opcode %u", r->op);
@@ -1362,7 +1373,14 @@ SA_EXPORT int sa_openat(int dirfd, const char *path, int flags, mode_t mode)
 {
 	struct io_req r = { .op = IOP_OPENAT, .fd = dirfd, .buf = (void *)path,
 			    .flags = flags, .mode = mode, .off = -1 };
+	struct stat st;
 
+	/* A FIFO's or a device's open may wait for something else (the
+	 * other end, a line) and must, unless O_NONBLOCK: see io_prep(). */
+	if (!(flags & O_NONBLOCK) &&
+	    fstatat(dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) == 0 &&
+	    (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
+		r.async = true;
 	return (int)io_call(&r);
 }
 
@@ -1376,6 +1394,17 @@ SA_EXPORT int sa_close(int fd)
 SA_EXPORT int sa_fsync(int fd)
 {
 	struct io_req r = { .op = IOP_FSYNC, .fd = fd, .off = -1 };
+
+	return (int)io_call(&r);
+}
+
+/**
+ * io_fdatasync - fdatasync(2), parking the calling uthread: sa_fsync()
+ * without the metadata a later read does not need.  For the shim.
+ */
+int io_fdatasync(int fd)
+{
+	struct io_req r = { .op = IOP_FSYNC, .fd = fd, .flags = 1, .off = -1 };
 
 	return (int)io_call(&r);
 }

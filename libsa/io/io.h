@@ -57,6 +57,7 @@ static __always_inline bool io_pass_wanted(struct vp *vp)
 void io_kick(struct vp *vp);
 
 int io_futex_wait(_Atomic uint32_t *w, uint32_t val, bool private, uint64_t deadline);
+int io_fdatasync(int fd);
 void io_set_intr_hook(bool (*hook)(void));
 void io_sock_timeo_lazy(void);
 void io_sock_timeo_note(void);

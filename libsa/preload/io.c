@@ -42,14 +42,20 @@
  * it.  epoll_wait waits for the epoll descriptor to become readable with
  * sa_poll and then takes the events with a zero timeout.  The _FORTIFY_SOURCE
  * variants (__read_chk, ...) check their buffer, as glibc's do, and go the
- * same way.
+ * same way.  The opens (open, openat, creat, their 64 and _FORTIFY_SOURCE
+ * names) look at the path first and route only a FIFO's or a device's
+ * open without O_NONBLOCK, to sa_openat(); fsync is sa_fsync() and
+ * fdatasync its data-only form.
  */
 
 #define SA_PRELOAD_NO_REDIRECT
 #include "preload/shim.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -59,6 +65,10 @@
 #include "sa/io.h"
 
 extern void __chk_fail(void) __attribute__((noreturn));
+int __openat_2(int dirfd, const char *path, int flags);
+int __open_2(const char *path, int flags);
+int __openat64_2(int dirfd, const char *path, int flags);
+int __open64_2(const char *path, int flags);
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
@@ -191,6 +201,144 @@ SA_EXPORT ssize_t writev(int fd, const struct iovec *iov, int cnt)
 	if (!on_uthread())
 		return preload_real.writev(fd, iov, cnt);
 	WAIT_CALL(sa_writev(fd, iov, cnt));
+}
+
+/* ------------------------------------------------------------------------
+ * Opening, closing, syncing: an open of a FIFO waits for its other end,
+ * and fsync and fdatasync for the disk.  close is the plain system call
+ * (a cancellation point first): it rarely waits (a lingering socket), and
+ * the ring's round trip would double its cost.
+ */
+
+/* open_mode - the mode argument is there (and read) only for these flags. */
+static __always_inline bool open_has_mode(int flags)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE;
+}
+
+#define OPEN_MODE(flags, mode)                                  \
+	do {                                                    \
+		if (open_has_mode(flags)) {                     \
+			va_list ap_;                            \
+			va_start(ap_, flags);                   \
+			mode = va_arg(ap_, mode_t);             \
+			va_end(ap_);                            \
+		}                                               \
+	} while (0)
+
+/*
+ * open_at - every open name comes here.  Only an open that may wait for
+ * something else goes to the I/O layer: a FIFO's or a device's, unless
+ * O_NONBLOCK (sa_openat() waits for those in the kernel's worker).  Any
+ * other open is the plain system call, which costs half of the ring's
+ * round trip; its rare long waits (a slow file system) are the blocked
+ * upcall's to cover.
+ */
+static int open_at(int dirfd, const char *path, int flags, mode_t mode)
+{
+	struct stat st;
+
+	if (!on_uthread() || (flags & O_NONBLOCK) ||
+	    fstatat(dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) < 0 ||
+	    !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+		preload_testcancel(); /* a cancellation point all the same */
+		return preload_real.openat(dirfd, path, flags, mode);
+	}
+	WAIT_CALL(sa_openat(dirfd, path, flags, mode));
+}
+
+SA_EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	return open_at(dirfd, path, flags, mode);
+}
+
+SA_EXPORT int open(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	return open_at(AT_FDCWD, path, flags, mode);
+}
+
+/* On x86-64 every descriptor is large-file: the 64 names are the same. */
+SA_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	return open_at(dirfd, path, flags, mode);
+}
+
+SA_EXPORT int open64(const char *path, int flags, ...)
+{
+	mode_t mode = 0;
+
+	OPEN_MODE(flags, mode);
+	return open_at(AT_FDCWD, path, flags, mode);
+}
+
+SA_EXPORT int creat(const char *path, mode_t mode)
+{
+	return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+SA_EXPORT int creat64(const char *path, mode_t mode)
+{
+	return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
+}
+
+/* The _FORTIFY_SOURCE forms: a mode the call did not pass is fatal, with
+ * the C library's message. */
+SA_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	static const char msg[] =
+		"*** invalid openat call: O_CREAT or O_TMPFILE without mode ***: terminated\n";
+
+	if (open_has_mode(flags)) {
+		preload_real.write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		abort();
+	}
+	return open_at(dirfd, path, flags, 0);
+}
+
+SA_EXPORT int __open_2(const char *path, int flags)
+{
+	return __openat_2(AT_FDCWD, path, flags);
+}
+
+SA_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
+{
+	return __openat_2(dirfd, path, flags);
+}
+
+SA_EXPORT int __open64_2(const char *path, int flags)
+{
+	return __openat_2(AT_FDCWD, path, flags);
+}
+
+SA_EXPORT int close(int fd)
+{
+	if (!on_uthread())
+		return preload_real.close(fd);
+	preload_testcancel();
+	return preload_real.close(fd);
+}
+
+SA_EXPORT int fsync(int fd)
+{
+	if (!on_uthread())
+		return preload_real.fsync(fd);
+	WAIT_CALL(sa_fsync(fd));
+}
+
+SA_EXPORT int fdatasync(int fd)
+{
+	if (!on_uthread())
+		return preload_real.fdatasync(fd);
+	WAIT_CALL(io_fdatasync(fd));
 }
 
 /* ------------------------------------------------------------------------

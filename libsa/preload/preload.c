@@ -67,11 +67,12 @@
  * flockfile() waits by yielding (sync.c).  The blocking I/O calls (read, write,
  * pread, pwrite, readv, writev, accept, accept4, connect, recv, recvfrom,
  * recvmsg, send, sendto, sendmsg, poll, ppoll, select, epoll_wait,
- * epoll_pwait) go to libsa's io_uring layer from a uthread (preload/io.c
- * says how each maps and how EINTR is kept); anything else calls the C
- * library.  glibc's internal calls (stdio's write, for one) do not come
- * through the PLT, and the shim leaves open, close, fsync and wait alone;
- * the activations layer's blocked upcall covers them.
+ * epoll_pwait, fsync, fdatasync, and the opens of FIFOs and devices) go
+ * to libsa's io_uring layer from a uthread (preload/io.c says how each
+ * maps and how EINTR is kept); anything else calls the C library.
+ * glibc's internal calls (stdio's write and fopen's open, for two) do not
+ * come through the PLT, and the shim leaves close and wait alone; the
+ * activations layer's blocked upcall covers them.
  *
  * Joins with a time limit, scheduling parameters, affinity: thread.c.
  * C11 <threads.h>, which glibc builds on its pthread functions out of the
@@ -158,6 +159,7 @@ static void real_init(void)
 	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
 	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
 	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(setsockopt); REAL(sigaction);
+	REAL(open); REAL(openat); REAL(close); REAL(fsync); REAL(fdatasync);
 	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
 #undef REAL
 	preload_sync_init_real();

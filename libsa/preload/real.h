@@ -9,12 +9,14 @@
  * compiled a second time for the shim with this header forced in first
  * (-include), which sends those calls to the C library's functions,
  * resolved once by real_init() (preload.c).  The same goes for the
- * blocking I/O calls the shim routes to libsa's I/O layer (preload/io.c):
+ * blocking I/O calls the shim routes to libsa's I/O layer (preload/io.c),
+ * opening, closing and syncing included:
  * the layer's own plain system calls (non-blocking descriptors, plain
  * threads, the thread pool) must be the C library's, or a call would come
  * back to the layer it came from.
  */
 
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
@@ -59,6 +61,11 @@ struct preload_real {
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
+	int (*open)(const char *, int, ...);
+	int (*openat)(int, const char *, int, ...);
+	int (*close)(int);
+	int (*fsync)(int);
+	int (*fdatasync)(int);
 	int (*sigaction)(int, const struct sigaction *, struct sigaction *);
 	int (*pthread_kill)(pthread_t, int);
 	int (*pthread_sigmask)(int, const sigset_t *, sigset_t *);
@@ -98,6 +105,11 @@ extern struct preload_real preload_real __attribute__((visibility("hidden")));
 #define select(...) preload_real.select(__VA_ARGS__)
 #define epoll_wait(...) preload_real.epoll_wait(__VA_ARGS__)
 #define epoll_pwait(...) preload_real.epoll_pwait(__VA_ARGS__)
+#define open(...) preload_real.open(__VA_ARGS__)
+#define openat(...) preload_real.openat(__VA_ARGS__)
+#define close(...) preload_real.close(__VA_ARGS__)
+#define fsync(...) preload_real.fsync(__VA_ARGS__)
+#define fdatasync(...) preload_real.fdatasync(__VA_ARGS__)
 #define sigaction(...) preload_real.sigaction(__VA_ARGS__)
 #define pthread_kill(...) preload_real.pthread_kill(__VA_ARGS__)
 #define pthread_sigmask(...) preload_real.pthread_sigmask(__VA_ARGS__)
