@@ -395,9 +395,18 @@ struct sa_waiter {
 	_Atomic uint32_t state;
 	uint32_t queued;              /* under the object's lock */
 	uint32_t kind;                /* per object: reader/writer, ... */
-	uint32_t pad;
+	uint32_t epoch;               /* sa_fork_epoch when queued */
 	struct sa_timer timer;
 };
+
+/*
+ * sa_fork_epoch - how many times this process is a child of fork() of a
+ * running runtime.  A waiter queued in another epoch belongs to a uthread
+ * that does not exist in this process (it waited in the parent when the
+ * parent forked): waiter_claim() skips it, so that an unlock, a signal or
+ * a post in the child goes to a uthread of the child.
+ */
+extern uint32_t sa_fork_epoch;
 
 struct waitq {
 	struct sa_waiter *head, *tail;

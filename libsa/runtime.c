@@ -155,14 +155,18 @@ static void rt_shutdown(void)
 }
 
 /**
- * rt_fork_child - in a child of fork() (the first atfork child handler of
- * the LD_PRELOAD shim): the child has one kernel thread, the caller, and
+ * rt_fork_child - in a child of fork() (an atfork child handler, the first
+ * one of the LD_PRELOAD shim): the child has one kernel thread, the caller, and
  * none of the VPs, activations or pool workers.  Forget them all; the
  * next start (pthread_create(), sa_init()) makes a fresh runtime.  A
  * uthread that forked goes on as the calling thread's record, so the
  * runtime adopts it as its main uthread then.  libsa's internal locks
- * that another kernel thread held at the fork are released.
+ * that another kernel thread held at the fork are released, and the
+ * parent's uthreads still queued on sync objects are passed over by the
+ * child's wakers (sa_fork_epoch).
  */
+uint32_t sa_fork_epoch;
+
 void rt_fork_child(void)
 {
 	struct vp *vp = vp_self_nodivert();
@@ -170,6 +174,7 @@ void rt_fork_child(void)
 
 	if (atomic_load(&rt.state) == RT_OFF)
 		return;
+	sa_fork_epoch++; /* every queued waiter is the parent's */
 	if (vp && !(vp->cur->flags & UTF_IDLE))
 		ut_fork_child(vp->cur);
 	sa_tls_vp = NULL;
@@ -268,6 +273,9 @@ static int rt_init(unsigned n)
 	rt.print_stats = getenv("SA_STATS") && strcmp(getenv("SA_STATS"), "0") != 0;
 	if (!atexit_done) {
 		atexit(rt_shutdown);
+		/* The LD_PRELOAD shim registers its own, first of all. */
+		if (!rt.tls_mode)
+			pthread_atfork(NULL, NULL, rt_fork_child);
 		atexit_done = true;
 	}
 	/* Nobody joins activations: at exit they end or exit_group() ends them. */

@@ -52,6 +52,7 @@
 
 SA_CRITSEC void waitq_push(struct waitq *q, struct sa_waiter *w)
 {
+	w->epoch = sa_fork_epoch;
 	w->next = NULL;
 	w->prev = q->tail;
 	if (q->tail)
@@ -87,13 +88,17 @@ SA_CRITSEC struct sa_waiter *waitq_pop(struct waitq *q)
 
 /**
  * waiter_claim - win the right to wake popped waiter @w.  Returns false if
- * its timer won (it wakes itself; pick another waiter).  After a true
- * return @w stays valid until its uthread is made runnable.
+ * its timer won (it wakes itself; pick another waiter), or if @w waited in
+ * the parent of this forked process (its uthread does not exist here; see
+ * sa_fork_epoch).  After a true return @w stays valid until its uthread is
+ * made runnable.
  */
 SA_CRITSEC bool waiter_claim(struct sa_waiter *w)
 {
 	uint32_t expect = W_WAITING;
 
+	if (unlikely(w->epoch != sa_fork_epoch))
+		return false;
 	return atomic_compare_exchange_strong(&w->state, &expect, W_WOKEN);
 }
 

@@ -395,3 +395,181 @@ Test(runtime, spawn_reports_init_error, .timeout = 10)
 	h_env_vps("garbage");
 	SA_ERR(sa_spawn(&t, NULL, ret_arg, NULL), -EINVAL);
 }
+
+/* ---- fork() from a uthread: the child starts a runtime of its own ---- */
+
+/* wait_child - the child's exit status, or 128 + its signal. */
+static int wait_child(pid_t pid)
+{
+	int status = 0;
+
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static sa_mutex_t fork_m;
+static long fork_count;
+
+static void *fork_adder(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 1000; i++) {
+		sa_mutex_lock(&fork_m);
+		fork_count++;
+		sa_mutex_unlock(&fork_m);
+		if (i % 100 == 0)
+			sa_yield();
+	}
+	return NULL;
+}
+
+/* In the child: four uthreads on a fresh runtime; exit 0 if all went well. */
+static void child_runs_uthreads(void)
+{
+	sa_uthread_t t[4];
+
+	alarm(10);
+	fork_count = 0;
+	for (int i = 0; i < 4; i++)
+		if (sa_spawn(&t[i], NULL, fork_adder, NULL) != 0)
+			_exit(2);
+	for (int i = 0; i < 4; i++)
+		if (sa_join(t[i], NULL) != 0)
+			_exit(3);
+	_exit(fork_count == 4000 && sa_nvps() == 2 ? 0 : 4);
+}
+
+static void *forker(void *arg)
+{
+	pid_t pid;
+
+	(void)arg;
+	pid = fork();
+	if (pid == 0)
+		child_runs_uthreads();
+	return (void *)(intptr_t)wait_child(pid);
+}
+
+Test(runtime, fork_child_of_a_uthread_runs_uthreads, .timeout = 20)
+{
+	sa_uthread_t t;
+	void *st;
+
+	h_start(2);
+	SA_OK(sa_mutex_init(&fork_m, SA_MUTEX_NORMAL));
+	t = h_spawn(forker, NULL);
+	st = h_join(t);
+	cr_assert_eq((intptr_t)st, 0, "the child exited %ld", (long)(intptr_t)st);
+}
+
+Test(runtime, fork_child_of_the_main_uthread_runs_uthreads, .timeout = 20)
+{
+	pid_t pid;
+
+	h_start(2);
+	SA_OK(sa_mutex_init(&fork_m, SA_MUTEX_NORMAL));
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0)
+		child_runs_uthreads();
+	cr_assert_eq(wait_child(pid), 0);
+}
+
+/* ---- the parent's waiters are not the child's ---- */
+
+static sa_cond_t fork_c;
+static atomic_int fork_queued;
+
+static void *mutex_waiter(void *arg)
+{
+	(void)arg;
+	atomic_store(&fork_queued, 1);
+	UT_CHECK(sa_mutex_lock(&fork_m) == 0);
+	UT_CHECK(sa_mutex_unlock(&fork_m) == 0);
+	return NULL;
+}
+
+/* A uthread of the parent waits for a mutex the forking uthread holds:
+ * the child's unlock must leave the mutex free, not hand it to a uthread
+ * that does not exist there. */
+Test(runtime, fork_child_unlock_skips_parent_waiter, .timeout = 20)
+{
+	sa_uthread_t t;
+	pid_t pid;
+
+	h_start(2);
+	SA_OK(sa_mutex_init(&fork_m, SA_MUTEX_NORMAL));
+	SA_OK(sa_mutex_lock(&fork_m));
+	t = h_spawn(mutex_waiter, NULL);
+	while (!atomic_load(&fork_queued))
+		sa_yield();
+	sa_sleep_ns(20 * 1000 * 1000); /* it is queued by now */
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		alarm(10);
+		if (sa_mutex_unlock(&fork_m) != 0)
+			_exit(2);
+		_exit(sa_mutex_trylock(&fork_m) == 0 ? 0 : 3);
+	}
+	SA_OK(sa_mutex_unlock(&fork_m));
+	h_join(t);
+	assert_no_ut_failures();
+	cr_assert_eq(wait_child(pid), 0, "the child's mutex went to the parent's waiter");
+}
+
+static void *cond_waiter(void *arg)
+{
+	struct timespec abs;
+	int r;
+
+	(void)arg;
+	clock_gettime(CLOCK_MONOTONIC, &abs);
+	abs.tv_sec += 3;
+	UT_CHECK(sa_mutex_lock(&fork_m) == 0);
+	atomic_fetch_add(&fork_queued, 1);
+	r = sa_cond_timedwait(&fork_c, &fork_m, &abs);
+	UT_CHECK(sa_mutex_unlock(&fork_m) == 0);
+	return (void *)(intptr_t)r;
+}
+
+/* A parent's uthread waits on a condition variable at the fork; in the
+ * child a uthread waits on it too, and one signal must wake that one. */
+Test(runtime, fork_child_signal_skips_parent_waiter, .timeout = 20)
+{
+	sa_uthread_t t;
+	pid_t pid;
+
+	h_start(2);
+	SA_OK(sa_mutex_init(&fork_m, SA_MUTEX_NORMAL));
+	SA_OK(sa_cond_init(&fork_c, CLOCK_MONOTONIC));
+	t = h_spawn(cond_waiter, NULL);
+	while (atomic_load(&fork_queued) < 1)
+		sa_yield();
+	SA_OK(sa_mutex_lock(&fork_m)); /* it is in its wait once we have it */
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		sa_uthread_t c;
+		void *r = NULL;
+
+		alarm(10);
+		sa_mutex_unlock(&fork_m);
+		if (sa_spawn(&c, NULL, cond_waiter, NULL) != 0)
+			_exit(2);
+		while (atomic_load(&fork_queued) < 2)
+			sa_yield();
+		sa_mutex_lock(&fork_m); /* the child's waiter is in its wait */
+		sa_cond_signal(&fork_c);
+		sa_mutex_unlock(&fork_m);
+		if (sa_join(c, &r) != 0)
+			_exit(3);
+		_exit((intptr_t)r == 0 ? 0 : 4);
+	}
+	SA_OK(sa_cond_signal(&fork_c));
+	SA_OK(sa_mutex_unlock(&fork_m));
+	cr_assert_eq((intptr_t)h_join(t), 0);
+	assert_no_ut_failures();
+	cr_assert_eq(wait_child(pid), 0, "the child's signal went to the parent's waiter");
+}
