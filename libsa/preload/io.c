@@ -67,8 +67,6 @@
 extern void __chk_fail(void) __attribute__((noreturn));
 int __openat_2(int dirfd, const char *path, int flags);
 int __open_2(const char *path, int flags);
-int __openat64_2(int dirfd, const char *path, int flags);
-int __open64_2(const char *path, int flags);
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
@@ -263,32 +261,11 @@ SA_EXPORT int open(const char *path, int flags, ...)
 	return open_at(AT_FDCWD, path, flags, mode);
 }
 
-/* On x86-64 every descriptor is large-file: the 64 names are the same. */
-SA_EXPORT int openat64(int dirfd, const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-
-	OPEN_MODE(flags, mode);
-	return open_at(dirfd, path, flags, mode);
-}
-
-SA_EXPORT int open64(const char *path, int flags, ...)
-{
-	mode_t mode = 0;
-
-	OPEN_MODE(flags, mode);
-	return open_at(AT_FDCWD, path, flags, mode);
-}
-
 SA_EXPORT int creat(const char *path, mode_t mode)
 {
 	return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
 }
 
-SA_EXPORT int creat64(const char *path, mode_t mode)
-{
-	return open_at(AT_FDCWD, path, O_CREAT | O_WRONLY | O_TRUNC, mode);
-}
 
 /* The _FORTIFY_SOURCE forms: a mode the call did not pass is fatal, with
  * the C library's message. */
@@ -309,15 +286,12 @@ SA_EXPORT int __open_2(const char *path, int flags)
 	return __openat_2(AT_FDCWD, path, flags);
 }
 
-SA_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
-{
-	return __openat_2(dirfd, path, flags);
-}
-
-SA_EXPORT int __open64_2(const char *path, int flags)
-{
-	return __openat_2(AT_FDCWD, path, flags);
-}
+/* On x86-64 every descriptor is large-file: the 64 names are the same. */
+SA_EXPORT int open64(const char *path, int flags, ...) __attribute__((alias("open")));
+SA_EXPORT int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
+SA_EXPORT int creat64(const char *path, mode_t mode) __attribute__((alias("creat")));
+SA_EXPORT int __open64_2(const char *path, int flags) __attribute__((alias("__open_2")));
+SA_EXPORT int __openat64_2(int dirfd, const char *path, int flags) __attribute__((alias("__openat_2")));
 
 SA_EXPORT int close(int fd)
 {
