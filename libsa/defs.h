@@ -428,6 +428,11 @@ void wait_intr_disarm(struct uthread *me, _Atomic uint32_t *state);
 int cond_wait_intr(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk, const struct timespec *abs);
 int sem_wait_intr(sa_sem_t *p, clockid_t clk, const struct timespec *abs);
 int sleep_until_intr(uint64_t deadline);
+/* These return -EINTR with the object not taken: the caller runs what
+ * interrupted it and waits again, as POSIX has these waits go on. */
+int mutex_lock_intr(sa_mutex_t *pm, clockid_t clk, const struct timespec *abs);
+int rwlock_lock_intr(sa_rwlock_t *p, bool write, clockid_t clk, const struct timespec *abs);
+int barrier_wait_intr(sa_barrier_t *p);
 
 /* ========================================================================
  * Virtual processors and the scheduler (sched/sched.c)

@@ -267,6 +267,19 @@ INTR_CASE(cancel_cond_wait)
 INTR_CASE(cancel_sem_wait)
 INTR_CASE(cancel_join_leaves_target_joinable)
 
+/* A signal runs its handler while the thread waits for a mutex, rwlock or
+ * barrier, and the wait goes on: these never fail with EINTR. */
+INTR_CASE(kill_mutex_lock)
+INTR_CASE(kill_mutex_lock_recursive)
+INTR_CASE(kill_mutex_lock_errorcheck)
+INTR_CASE(kill_mutex_timedlock)
+INTR_CASE(kill_rwlock_rdlock)
+INTR_CASE(kill_rwlock_wrlock)
+INTR_CASE(kill_rwlock_timedrdlock)
+INTR_CASE(kill_rwlock_timedwrlock)
+INTR_CASE(kill_barrier_wait)
+INTR_CASE(cancel_mutex_lock_waits_for_a_cancellation_point)
+
 /*
  * A blocking write, writev, send or sendmsg to a stream socket or a pipe
  * returns once all of it went, as the kernel's does, though the reader

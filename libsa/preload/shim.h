@@ -84,6 +84,17 @@ static __always_inline void preload_testcancel(void)
 }
 
 /*
+ * preload_sig_poll - run the calling uthread's pending signals that its
+ * mask lets through (pthread_kill()'s).  Fast path: one TLS load and a
+ * branch.
+ */
+static __always_inline void preload_sig_poll(void)
+{
+	if (unlikely(atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed)))
+		preload_sig_deliver();
+}
+
+/*
  * preload_errno_ret - a libsa result (>= 0, or -errno) as the C library
  * returns it: the value, or -1 with errno set.
  */

@@ -1,5 +1,6 @@
 /* pt_intr.c - pthread_kill() and pthread_cancel() cut a sleep, a condition,
- * semaphore or join wait short at once, as under NPTL; one case per run */
+ * semaphore or join wait short at once, and run a handler in a lock or
+ * barrier wait, which goes on, as under NPTL; one case per run */
 
 /*
  * Usage: pt_intr CASE.  Each case starts a thread that waits far longer
@@ -402,6 +403,164 @@ static void *cancel_joiner(void *arg)
 }
 
 /* ------------------------------------------------------------------------
+ * Mutex, rwlock and barrier waits: the handler runs while the thread
+ * waits (main, which holds the object, waits for it before it lets go),
+ * then the wait goes on and takes the object (POSIX: never EINTR).
+ */
+
+enum lock_kind { L_MUTEX, L_MUTEX_TIMED, L_RDLOCK, L_WRLOCK, L_TIMEDRDLOCK, L_TIMEDWRLOCK };
+
+static pthread_mutex_t lmtx;
+static pthread_rwlock_t rwl = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_barrier_t bar;
+
+static void *locker(void *arg)
+{
+	enum lock_kind k = (enum lock_kind)(long)arg;
+	struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+	double t0;
+
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	switch (k) {
+	case L_MUTEX: res.ret = pthread_mutex_lock(&lmtx); break;
+	case L_MUTEX_TIMED: res.ret = pthread_mutex_timedlock(&lmtx, &abs); break;
+	case L_RDLOCK: res.ret = pthread_rwlock_rdlock(&rwl); break;
+	case L_WRLOCK: res.ret = pthread_rwlock_wrlock(&rwl); break;
+	case L_TIMEDRDLOCK: res.ret = pthread_rwlock_timedrdlock(&rwl, &abs); break;
+	case L_TIMEDWRLOCK: res.ret = pthread_rwlock_timedwrlock(&rwl, &abs); break;
+	}
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	if (res.ret == 0) /* it is ours: letting go succeeds */
+		res.err = k <= L_MUTEX_TIMED ? pthread_mutex_unlock(&lmtx) : pthread_rwlock_unlock(&rwl);
+	return NULL;
+}
+
+static void mutex_of_type(int type)
+{
+	pthread_mutexattr_t a;
+
+	PT_OK(pthread_mutexattr_init(&a));
+	PT_OK(pthread_mutexattr_settype(&a, type));
+	PT_OK(pthread_mutex_init(&lmtx, &a));
+	PT_OK(pthread_mutexattr_destroy(&a));
+}
+
+/* kill_lock_wait - main holds the object, a thread waits for it (@k);
+ * signal it until its handler ran, then let go: the wait took it. */
+static void kill_lock_wait(enum lock_kind k)
+{
+	pthread_t t;
+
+	set_handler(0);
+	if (k <= L_MUTEX_TIMED)
+		PT_OK(pthread_mutex_lock(&lmtx));
+	else if (k == L_RDLOCK || k == L_TIMEDRDLOCK)
+		PT_OK(pthread_rwlock_wrlock(&rwl));
+	else
+		PT_OK(pthread_rwlock_rdlock(&rwl));
+	PT_OK(pthread_create(&t, NULL, locker, (void *)(long)k));
+	while (!atomic_load(&ready))
+		usleep(1000);
+	usleep(50000); /* from "about to" to blocked */
+	kill_until(t, &handled); /* while it waits */
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	usleep(20000);
+	PT_CHECK(!atomic_load(&done)); /* the handler did not end the wait */
+	if (k <= L_MUTEX_TIMED)
+		PT_OK(pthread_mutex_unlock(&lmtx));
+	else
+		PT_OK(pthread_rwlock_unlock(&rwl));
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 0 && res.err == 0);
+	PT_CHECK(res.took < WAIT_S);
+}
+
+static void *bar_waiter(void *arg)
+{
+	(void)arg;
+	atomic_store(&ready, 1);
+	res.ret = pthread_barrier_wait(&bar);
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* A lock wait is no cancellation point: a cancel waits for the next one. */
+static void *cancel_locker(void *arg)
+{
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	res.ret = pthread_mutex_lock(&lmtx);
+	atomic_store(&done, 1);
+	res.err = pthread_mutex_unlock(&lmtx);
+	pthread_testcancel();
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void mutex_cases(const char *c)
+{
+	if (!strcmp(c, "kill_mutex_lock")) {
+		mutex_of_type(PTHREAD_MUTEX_NORMAL);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_lock_recursive")) {
+		mutex_of_type(PTHREAD_MUTEX_RECURSIVE);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_lock_errorcheck")) {
+		mutex_of_type(PTHREAD_MUTEX_ERRORCHECK);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_timedlock")) {
+		mutex_of_type(PTHREAD_MUTEX_NORMAL);
+		kill_lock_wait(L_MUTEX_TIMED);
+	} else if (!strcmp(c, "kill_rwlock_rdlock")) {
+		kill_lock_wait(L_RDLOCK);
+	} else if (!strcmp(c, "kill_rwlock_wrlock")) {
+		kill_lock_wait(L_WRLOCK);
+	} else if (!strcmp(c, "kill_rwlock_timedrdlock")) {
+		kill_lock_wait(L_TIMEDRDLOCK);
+	} else if (!strcmp(c, "kill_rwlock_timedwrlock")) {
+		kill_lock_wait(L_TIMEDWRLOCK);
+	} else if (!strcmp(c, "kill_barrier_wait")) {
+		pthread_t t;
+		int mine;
+
+		set_handler(0);
+		PT_OK(pthread_barrier_init(&bar, NULL, 2));
+		t = start(bar_waiter);
+		kill_until(t, &handled); /* while it waits */
+		PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+		usleep(20000);
+		PT_CHECK(!atomic_load(&done)); /* it waits on */
+		mine = pthread_barrier_wait(&bar);
+		PT_OK(pthread_join(t, NULL));
+		/* Both passed, one of them the serial thread. */
+		PT_CHECK((mine == PTHREAD_BARRIER_SERIAL_THREAD && res.ret == 0) ||
+			 (mine == 0 && res.ret == PTHREAD_BARRIER_SERIAL_THREAD));
+		PT_OK(pthread_barrier_destroy(&bar));
+	} else if (!strcmp(c, "cancel_mutex_lock_waits_for_a_cancellation_point")) {
+		pthread_t t;
+		void *v = NULL;
+
+		mutex_of_type(PTHREAD_MUTEX_ERRORCHECK);
+		PT_OK(pthread_mutex_lock(&lmtx));
+		t = start(cancel_locker);
+		PT_OK(pthread_cancel(t));
+		usleep(100000);
+		PT_CHECK(!atomic_load(&done) && atomic_load(&cleaned) == 0);
+		PT_OK(pthread_mutex_unlock(&lmtx));
+		PT_OK(pthread_join(t, &v));
+		PT_CHECK(v == PTHREAD_CANCELED);
+		PT_CHECK(atomic_load(&done) && res.ret == 0 && res.err == 0);
+		PT_CHECK(atomic_load(&cleaned) == 1);
+	} else {
+		fprintf(stderr, "pt_intr: no case %s\n", c);
+		exit(2);
+	}
+}
+
+/* ------------------------------------------------------------------------
  */
 
 static void run(const char *c)
@@ -495,8 +654,7 @@ static void run(const char *c)
 		PT_OK(pthread_join(target, &v));
 		PT_CHECK(v == (void *)42);
 	} else {
-		fprintf(stderr, "pt_intr: no case %s\n", c);
-		exit(2);
+		mutex_cases(c);
 	}
 }
 
