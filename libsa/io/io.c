@@ -700,6 +700,10 @@ bool io_idle_wait(struct vp *vp, uint64_t deadline)
 		stat_inc(&iv->submits);
 	if (io_reap(vp, iv))
 		return true;
+	/* io_interrupt() from another thread kicked us: the pass that
+	 * cancels this ring's ops is the idle loop's. */
+	if (atomic_load_explicit(&io.intr_epoch, memory_order_acquire) != iv->intr_seen)
+		return true;
 	return r == -ETIME;
 }
 
