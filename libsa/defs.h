@@ -318,6 +318,7 @@ void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
 int ut_join_ready(sa_uthread_t h);
 int ut_join(sa_uthread_t h, void **retval, bool intr);
+sa_uthread_t ut_find(bool (*want)(struct uthread *ut, void *arg), void *arg);
 int ut_interrupt(sa_uthread_t h);
 void ut_fork_child(struct uthread *ut);
 void keys_fork_child(void);
@@ -667,6 +668,9 @@ struct gs_slot {
 };
 
 extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+/* True on the kernel threads libsa makes for itself (activations, the
+ * watchdog): what runs on their own blocks is never the program's. */
+extern __thread bool sa_tls_internal __attribute__((tls_model("initial-exec")));
 extern struct gs_slot sa_gs_slots[SA_ACTS_MAX + 1] __attribute__((visibility("hidden")));
 struct vp *vp_self_slow(struct vp *v);
 

@@ -280,6 +280,15 @@ INTR_CASE(kill_rwlock_timedwrlock)
 INTR_CASE(kill_barrier_wait)
 INTR_CASE(cancel_mutex_lock_waits_for_a_cancellation_point)
 
+/* A signal sent to the process reaches the one thread that does not block
+ * it, though every thread waits: its wait ends with EINTR. */
+INTR_CASE(proc_kill_nanosleep)
+INTR_CASE(proc_kill_from_thread_nanosleep)
+INTR_CASE(proc_kill_from_thread_sem_timedwait)
+INTR_CASE(proc_alarm_nanosleep)
+INTR_CASE(proc_setitimer_sem_timedwait)
+INTR_CASE(proc_kill_all_block_pending_until_unblocked)
+
 /*
  * A blocking write, writev, send or sendmsg to a stream socket or a pipe
  * returns once all of it went, as the kernel's does, though the reader

@@ -14,6 +14,8 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <string.h>
+#include <stdbool.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,12 +41,17 @@ static void on_sig(int sig)
 	atomic_fetch_add(&handled, 1);
 }
 
-static void set_handler(int flags)
+static void set_handler_of(int sig, int flags)
 {
 	struct sigaction sa = { .sa_handler = on_sig, .sa_flags = flags };
 
 	sigemptyset(&sa.sa_mask);
-	PT_OK(sigaction(SIGUSR1, &sa, NULL));
+	PT_OK(sigaction(sig, &sa, NULL));
+}
+
+static void set_handler(int flags)
+{
+	set_handler_of(SIGUSR1, flags);
 }
 
 static double now_s(void)
@@ -561,6 +568,164 @@ static void mutex_cases(const char *c)
 }
 
 /* ------------------------------------------------------------------------
+ * Signals sent to the process: the kernel gives one to a thread that does
+ * not block it, even when every thread sleeps or waits; that thread's
+ * wait ends as a signal ends it.  Main blocks the signal, and so do the
+ * threads it makes, but for the one that unblocks it.
+ */
+
+static int proc_sig = SIGUSR1;
+static atomic_int proc_mode; /* 0: nanosleep, 1: sem_timedwait */
+
+static void block_proc_sig(int how)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, proc_sig);
+	PT_OK(pthread_sigmask(how, &s, NULL));
+}
+
+/* The thread that takes the signal: it unblocks it and waits. */
+static void *proc_taker(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+	struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+	double t0;
+
+	(void)arg;
+	block_proc_sig(SIG_UNBLOCK);
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	if (atomic_load(&proc_mode) == 0)
+		res.ret = nanosleep(&req, NULL);
+	else
+		res.ret = sem_timedwait(&sem, &abs);
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* One that blocks it and sleeps until cancelled. */
+static void *proc_blocker(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	nanosleep(&req, NULL);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void *proc_sender(void *arg)
+{
+	(void)arg;
+	usleep(100000); /* main is in its join by then */
+	PT_OK(kill(getpid(), proc_sig));
+	return NULL;
+}
+
+/*
+ * proc_case - the taker waits, a blocker sleeps; @send sends the signal
+ * to the process while main waits (in a join).  The handler ran once, on
+ * the taker, whose wait ended with EINTR; the blocker slept on.
+ */
+static void proc_case(int sig, int mode, void (*send)(void))
+{
+	pthread_t taker, blocker, sender;
+	void *v = NULL;
+
+	proc_sig = sig;
+	atomic_store(&proc_mode, mode);
+	set_handler_of(sig, 0);
+	block_proc_sig(SIG_BLOCK);
+	blocker = start(proc_blocker);
+	taker = start(proc_taker);
+	send();
+	PT_OK(pthread_join(taker, NULL));
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), taker));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	PT_CHECK(res.took < BOUND_S);
+	PT_CHECK(atomic_load(&cleaned) == 0); /* the blocker sleeps on */
+	PT_OK(pthread_cancel(blocker));
+	PT_OK(pthread_join(blocker, &v));
+	PT_CHECK(v == PTHREAD_CANCELED);
+	(void)sender;
+}
+
+static void send_from_main(void)
+{
+	PT_OK(kill(getpid(), proc_sig));
+}
+
+static void send_from_thread(void)
+{
+	pthread_t t;
+
+	PT_OK(pthread_create(&t, NULL, proc_sender, NULL));
+	PT_OK(pthread_detach(t));
+}
+
+static void send_alarm(void)
+{
+	alarm(1);
+}
+
+static void send_itimer(void)
+{
+	struct itimerval it = { .it_value = { .tv_usec = 200000 } };
+
+	PT_OK(setitimer(ITIMER_REAL, &it, NULL));
+}
+
+/* The unblocker: waits until main has sent the signal, then unblocks it. */
+static void *late_unblocker(void *arg)
+{
+	(void)arg;
+	atomic_store(&ready, 1);
+	while (!atomic_load(&release))
+		usleep(1000);
+	res.err = atomic_load(&handled); /* none ran while all blocked it */
+	block_proc_sig(SIG_UNBLOCK);
+	res.ret = atomic_load(&handled); /* it ran on unblocking */
+	return NULL;
+}
+
+static bool proc_cases(const char *c)
+{
+	if (!strcmp(c, "proc_kill_nanosleep")) {
+		proc_case(SIGUSR1, 0, send_from_main);
+	} else if (!strcmp(c, "proc_kill_from_thread_sem_timedwait")) {
+		proc_case(SIGUSR1, 1, send_from_thread);
+	} else if (!strcmp(c, "proc_kill_from_thread_nanosleep")) {
+		proc_case(SIGUSR1, 0, send_from_thread);
+	} else if (!strcmp(c, "proc_alarm_nanosleep")) {
+		proc_case(SIGALRM, 0, send_alarm);
+	} else if (!strcmp(c, "proc_setitimer_sem_timedwait")) {
+		proc_case(SIGALRM, 1, send_itimer);
+	} else if (!strcmp(c, "proc_kill_all_block_pending_until_unblocked")) {
+		pthread_t t;
+
+		set_handler(0);
+		block_proc_sig(SIG_BLOCK);
+		t = start(late_unblocker);
+		PT_OK(kill(getpid(), SIGUSR1));
+		usleep(100000);
+		atomic_store(&release, 1);
+		PT_OK(pthread_join(t, NULL));
+		PT_CHECK(res.err == 0 && res.ret == 1);
+		PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
  */
 
 static void run(const char *c)
@@ -653,7 +818,7 @@ static void run(const char *c)
 		atomic_store(&release, 1);
 		PT_OK(pthread_join(target, &v));
 		PT_CHECK(v == (void *)42);
-	} else {
+	} else if (!proc_cases(c)) {
 		mutex_cases(c);
 	}
 }
