@@ -355,6 +355,31 @@ static void expect_case_on(const char *vps, const char *prog, const char *name)
 	expect_case_io(vps, "SA_IO=", prog, name);
 }
 
+/*
+ * pthread_kill(), pthread_cancel() and a signal sent to the process cut an
+ * I/O wait short on the ring, on the thread-pool fallback, and under NPTL
+ * alike (pt_intr.c).
+ */
+#define IO_INTR_CASE(name)                                                       \
+	Test(preload, pt_intr_##name##_1vp_no_handoff) { expect_case_on("1", PROG("pt_intr"), #name); } \
+	Test(preload, pt_intr_##name##_2vps) { expect_case_on("2", PROG("pt_intr"), #name); } \
+	Test(preload, pt_intr_##name##_pool_1vp)                               \
+	{                                                                      \
+		expect_case_io("1", "SA_IO=threads", PROG("pt_intr"), #name);  \
+	}                                                                      \
+	Test(preload, pt_intr_##name##_pool_2vps)                              \
+	{                                                                      \
+		expect_case_io("2", "SA_IO=threads", PROG("pt_intr"), #name);  \
+	}                                                                      \
+	Test(preload, pt_intr_##name##_same_under_nptl) { expect_case_nptl(PROG("pt_intr"), #name); }
+
+IO_INTR_CASE(kill_read_pipe)
+IO_INTR_CASE(kill_read_pipe_sa_restart)
+IO_INTR_CASE(kill_poll)
+IO_INTR_CASE(kill_recv_socket)
+IO_INTR_CASE(cancel_read_pipe)
+IO_INTR_CASE(proc_kill_read_pipe)
+
 #define ROBUST_CASE(name)                                                       \
 	Test(preload, robust_##name##_1vp_no_handoff)                           \
 	{                                                                       \

@@ -14,7 +14,9 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -410,6 +412,94 @@ static void *cancel_joiner(void *arg)
 }
 
 /* ------------------------------------------------------------------------
+ * I/O waits (also on the thread-pool fallback, SA_IO=threads): EINTR
+ * after a handler without SA_RESTART, poll after any; a cancel acts.
+ */
+
+static int pfd[2] = { -1, -1 };
+enum io_kind { IO_READ, IO_POLL, IO_RECV };
+
+static void *io_waiter(void *arg)
+{
+	enum io_kind k = (enum io_kind)(long)arg;
+	struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+	char buf[8];
+	double t0;
+
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	switch (k) {
+	case IO_READ: res.ret = (int)read(pfd[0], buf, sizeof(buf)); break;
+	case IO_POLL: res.ret = poll(&p, 1, WAIT_S * 1000); break;
+	case IO_RECV: res.ret = (int)recv(pfd[0], buf, sizeof(buf), 0); break;
+	}
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *cancel_io_waiter(void *arg)
+{
+	char buf[8];
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	res.ret = (int)read(pfd[0], buf, sizeof(buf));
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void kill_io(enum io_kind k, int flags)
+{
+	pthread_t t;
+
+	if (k == IO_RECV)
+		PT_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, pfd));
+	else
+		PT_OK(pipe(pfd));
+	set_handler(flags);
+	atomic_store(&ready, 0);
+	PT_OK(pthread_create(&t, NULL, io_waiter, (void *)(long)k));
+	while (!atomic_load(&ready))
+		usleep(1000);
+	usleep(50000); /* from "about to" to blocked */
+	if (!(flags & SA_RESTART) || k == IO_POLL) {
+		kill_and_join(t);
+		PT_CHECK(res.ret == -1 && res.err == EINTR);
+		return;
+	}
+	/* SA_RESTART: the handler runs, the call goes on and reads what comes. */
+	kill_until(t, &handled);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	usleep(20000);
+	PT_CHECK(!atomic_load(&done));
+	PT_CHECK(write(pfd[1], "late", 4) == 4);
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 4);
+}
+
+static bool io_cases(const char *c)
+{
+	if (!strcmp(c, "kill_read_pipe")) {
+		kill_io(IO_READ, 0);
+	} else if (!strcmp(c, "kill_read_pipe_sa_restart")) {
+		kill_io(IO_READ, SA_RESTART);
+	} else if (!strcmp(c, "kill_poll")) {
+		kill_io(IO_POLL, 0);
+	} else if (!strcmp(c, "kill_recv_socket")) {
+		kill_io(IO_RECV, 0);
+	} else if (!strcmp(c, "cancel_read_pipe")) {
+		PT_OK(pipe(pfd));
+		cancel_and_join(start(cancel_io_waiter));
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
  * Mutex, rwlock and barrier waits: the handler runs while the thread
  * waits (main, which holds the object, waits for it before it lets go),
  * then the wait goes on and takes the object (POSIX: never EINTR).
@@ -575,7 +665,7 @@ static void mutex_cases(const char *c)
  */
 
 static int proc_sig = SIGUSR1;
-static atomic_int proc_mode; /* 0: nanosleep, 1: sem_timedwait */
+static atomic_int proc_mode; /* 0: nanosleep, 1: sem_timedwait, 2: read */
 
 static void block_proc_sig(int how)
 {
@@ -597,10 +687,15 @@ static void *proc_taker(void *arg)
 	block_proc_sig(SIG_UNBLOCK);
 	atomic_store(&ready, 1);
 	t0 = now_s();
-	if (atomic_load(&proc_mode) == 0)
+	if (atomic_load(&proc_mode) == 0) {
 		res.ret = nanosleep(&req, NULL);
-	else
+	} else if (atomic_load(&proc_mode) == 1) {
 		res.ret = sem_timedwait(&sem, &abs);
+	} else {
+		char buf[8];
+
+		res.ret = (int)read(pfd[0], buf, sizeof(buf));
+	}
 	res.err = errno;
 	res.took = now_s() - t0;
 	atomic_store(&done, 1);
@@ -703,6 +798,9 @@ static bool proc_cases(const char *c)
 		proc_case(SIGUSR1, 1, send_from_thread);
 	} else if (!strcmp(c, "proc_kill_from_thread_nanosleep")) {
 		proc_case(SIGUSR1, 0, send_from_thread);
+	} else if (!strcmp(c, "proc_kill_read_pipe")) {
+		PT_OK(pipe(pfd));
+		proc_case(SIGUSR1, 2, send_from_main);
 	} else if (!strcmp(c, "proc_alarm_nanosleep")) {
 		proc_case(SIGALRM, 0, send_alarm);
 	} else if (!strcmp(c, "proc_setitimer_sem_timedwait")) {
@@ -818,7 +916,7 @@ static void run(const char *c)
 		atomic_store(&release, 1);
 		PT_OK(pthread_join(target, &v));
 		PT_CHECK(v == (void *)42);
-	} else if (!proc_cases(c)) {
+	} else if (!proc_cases(c) && !io_cases(c)) {
 		mutex_cases(c);
 	}
 }
