@@ -318,6 +318,7 @@ void ut_free(struct uthread *ut);
 struct uthread *ut_lookup_lock(sa_uthread_t h);
 int ut_join_ready(sa_uthread_t h);
 int ut_join(sa_uthread_t h, void **retval, bool intr);
+sa_uthread_t ut_find(bool (*want)(struct uthread *ut, void *arg), void *arg);
 int ut_interrupt(sa_uthread_t h);
 void ut_fork_child(struct uthread *ut);
 void keys_fork_child(void);
@@ -437,6 +438,11 @@ void wait_intr_disarm(struct uthread *me, _Atomic uint32_t *state);
 int cond_wait_intr(sa_cond_t *pc, sa_mutex_t *m, clockid_t clk, const struct timespec *abs);
 int sem_wait_intr(sa_sem_t *p, clockid_t clk, const struct timespec *abs);
 int sleep_until_intr(uint64_t deadline);
+/* These return -EINTR with the object not taken: the caller runs what
+ * interrupted it and waits again, as POSIX has these waits go on. */
+int mutex_lock_intr(sa_mutex_t *pm, clockid_t clk, const struct timespec *abs);
+int rwlock_lock_intr(sa_rwlock_t *p, bool write, clockid_t clk, const struct timespec *abs);
+int barrier_wait_intr(sa_barrier_t *p);
 
 /* ========================================================================
  * Virtual processors and the scheduler (sched/sched.c)
@@ -671,6 +677,9 @@ struct gs_slot {
 };
 
 extern __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+/* True on the kernel threads libsa makes for itself (activations, the
+ * watchdog): what runs on their own blocks is never the program's. */
+extern __thread bool sa_tls_internal __attribute__((tls_model("initial-exec")));
 extern struct gs_slot sa_gs_slots[SA_ACTS_MAX + 1] __attribute__((visibility("hidden")));
 struct vp *vp_self_slow(struct vp *v);
 

@@ -229,9 +229,10 @@ static SA_CRITSEC int robust_take_or_flag(struct mutex *m, struct uthread *me, b
 	return 1;
 }
 
-/* robust_lock - lock, trylock or timed lock of robust @m by @me. */
+/* robust_lock - lock, trylock or timed lock of robust @m by @me; with
+ * @intr, ut_interrupt() ends the wait with -EINTR. */
 static __noinline int robust_lock(struct mutex *m, struct uthread *me,
-				  uint64_t deadline, bool try)
+				  uint64_t deadline, bool try, bool intr)
 {
 	uint32_t magic = atomic_load_explicit(&m->magic, memory_order_relaxed);
 	uint32_t s;
@@ -252,7 +253,8 @@ static __noinline int robust_lock(struct mutex *m, struct uthread *me,
 	ret = robust_take_or_flag(m, me, try);
 	if (ret == 1) {
 		w.kind = 0;
-		ret = wait_park_unlock(&m->lock, &m->q, &w, deadline);
+		ret = intr ? wait_park_unlock_intr(&m->lock, &m->q, &w, deadline) :
+			     wait_park_unlock(&m->lock, &m->q, &w, deadline);
 		if (ret)
 			return ret;
 		if (w.kind == MUTEX_W_UNRECOVERABLE)
@@ -376,9 +378,14 @@ SA_EXPORT int sa_mutex_consistent(sa_mutex_t *pm)
  * Lock and unlock
  */
 
-/* __mutex_lock - slow path: queue and wait for a handoff. */
+/*
+ * __mutex_lock - slow path: queue and wait for a handoff.  With @intr,
+ * ut_interrupt() ends the wait with -EINTR, the mutex not taken: a waiter
+ * that an unlock skipped over for it leaves MUTEX_WAITERS behind, which
+ * costs the next unlock one pass of the slow path and nothing else.
+ */
 static __noinline int __mutex_lock(struct mutex *m, struct uthread *me,
-				   uint64_t deadline)
+				   uint64_t deadline, bool intr)
 {
 	uint32_t magic = atomic_load_explicit(&m->magic, memory_order_relaxed);
 	uint32_t s;
@@ -386,7 +393,7 @@ static __noinline int __mutex_lock(struct mutex *m, struct uthread *me,
 	int ret;
 
 	if (!mutex_valid(magic))
-		return robust_lock(m, me, deadline, false);
+		return robust_lock(m, me, deadline, false, intr);
 	s = atomic_load_explicit(&m->state, memory_order_relaxed);
 	if ((s & ~MUTEX_WAITERS) == me->id) {
 		ret = mutex_relock(m, mutex_type(magic), false);
@@ -396,13 +403,14 @@ static __noinline int __mutex_lock(struct mutex *m, struct uthread *me,
 
 	if (mutex_take_or_flag(m, me))
 		return 0;
-	ret = wait_park_unlock(&m->lock, &m->q, &w, deadline);
+	ret = intr ? wait_park_unlock_intr(&m->lock, &m->q, &w, deadline) :
+		     wait_park_unlock(&m->lock, &m->q, &w, deadline);
 	/* On 0 the unlocker made us the owner and set count. */
 	return ret;
 }
 
-/* mutex_lock_common - fast path, then the slow path. */
-static __always_inline int mutex_lock_common(sa_mutex_t *pm, uint64_t deadline)
+/* mutex_lock_common - fast path, then the slow path (@intr: see there). */
+static __always_inline int mutex_lock_common(sa_mutex_t *pm, uint64_t deadline, bool intr)
 {
 	struct mutex *m = to_mutex(pm);
 	struct uthread *me;
@@ -420,12 +428,12 @@ static __always_inline int mutex_lock_common(sa_mutex_t *pm, uint64_t deadline)
 		m->count = 1;
 		return 0;
 	}
-	return __mutex_lock(m, me, deadline);
+	return __mutex_lock(m, me, deadline, intr);
 }
 
 SA_EXPORT int sa_mutex_lock(sa_mutex_t *pm)
 {
-	return mutex_lock_common(pm, DEADLINE_NONE);
+	return mutex_lock_common(pm, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_mutex_timedlock(sa_mutex_t *pm, clockid_t clk,
@@ -436,7 +444,26 @@ SA_EXPORT int sa_mutex_timedlock(sa_mutex_t *pm, clockid_t clk,
 
 	if (r)
 		return r;
-	return mutex_lock_common(pm, d);
+	return mutex_lock_common(pm, d, false);
+}
+
+/**
+ * mutex_lock_intr - the shim's interruptible lock (defs.h): until @abs on
+ * @clk (NULL: no limit).  Returns as sa_mutex_timedlock(), or -EINTR,
+ * the mutex not taken, when ut_interrupt() ended the wait.  The fast path
+ * is sa_mutex_lock()'s.
+ */
+int mutex_lock_intr(sa_mutex_t *pm, clockid_t clk, const struct timespec *abs)
+{
+	uint64_t d = DEADLINE_NONE;
+
+	if (abs) {
+		int r = deadline_from_abs(clk, abs, &d);
+
+		if (r)
+			return r;
+	}
+	return mutex_lock_common(pm, d, true);
 }
 
 SA_EXPORT int sa_mutex_trylock(sa_mutex_t *pm)
@@ -452,7 +479,7 @@ SA_EXPORT int sa_mutex_trylock(sa_mutex_t *pm)
 	if (unlikely(!me))
 		return -ENOMEM;
 	if (!mutex_valid(magic))
-		return robust_lock(m, me, DEADLINE_NONE, true);
+		return robust_lock(m, me, DEADLINE_NONE, true, false);
 	if (atomic_compare_exchange_strong_explicit(&m->state, &zero, me->id,
 						    memory_order_acquire,
 						    memory_order_relaxed)) {
@@ -533,7 +560,7 @@ uint32_t mutex_unlock_full(sa_mutex_t *pm)
  */
 int mutex_relock_count(sa_mutex_t *pm, uint32_t count)
 {
-	int r = mutex_lock_common(pm, DEADLINE_NONE);
+	int r = mutex_lock_common(pm, DEADLINE_NONE, false);
 
 	if (r == 0 || r == -EOWNERDEAD)
 		to_mutex(pm)->count = count;

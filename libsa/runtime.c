@@ -28,6 +28,7 @@
 
 struct runtime rt;
 __thread struct vp *sa_tls_vp __attribute__((tls_model("initial-exec")));
+__thread bool sa_tls_internal __attribute__((tls_model("initial-exec")));
 
 void sa_panic(const char *fmt, ...)
 {

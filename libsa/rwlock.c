@@ -144,7 +144,8 @@ static SA_CRITSEC int rw_acquire(struct rwlock *rw, int kind, bool try, struct u
 	return 1;
 }
 
-/* rw_give_up - a waiter timed out: uncount it, grant whom it held back. */
+/* rw_give_up - a waiter timed out or was interrupted: uncount it, grant
+ * whom it held back. */
 static SA_CRITSEC struct sa_waiter *rw_give_up(struct rwlock *rw, int kind)
 {
 	struct sa_waiter *chain;
@@ -157,7 +158,9 @@ static SA_CRITSEC struct sa_waiter *rw_give_up(struct rwlock *rw, int kind)
 	return chain;
 }
 
-static int rw_lock(struct rwlock *rw, int kind, bool try, uint64_t deadline)
+/* rw_lock - take @rw for @kind; with @intr, ut_interrupt() ends the wait
+ * with -EINTR, @rw not taken. */
+static int rw_lock(struct rwlock *rw, int kind, bool try, uint64_t deadline, bool intr)
 {
 	struct uthread *me = ut_self();
 	struct sa_waiter w;
@@ -171,22 +174,24 @@ static int rw_lock(struct rwlock *rw, int kind, bool try, uint64_t deadline)
 	if (ret != 1)
 		return ret;
 	w.kind = (uint32_t)kind;
-	ret = wait_park_unlock(&rw->lock, &rw->q, &w, deadline);
+	ret = intr ? wait_park_unlock_intr(&rw->lock, &rw->q, &w, deadline) :
+		     wait_park_unlock(&rw->lock, &rw->q, &w, deadline);
 	if (ret == 0)
 		return 0;
-	/* Timed out.  A writer that gave up may have held readers back. */
+	/* Timed out or interrupted.  A writer that gave up may have held
+	 * readers back. */
 	waitq_ready_chain(rw_give_up(rw, kind));
 	return ret;
 }
 
 SA_EXPORT int sa_rwlock_rdlock(sa_rwlock_t *p)
 {
-	return rw_lock(to_rw(p), RW_READ, false, DEADLINE_NONE);
+	return rw_lock(to_rw(p), RW_READ, false, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_rwlock_tryrdlock(sa_rwlock_t *p)
 {
-	return rw_lock(to_rw(p), RW_READ, true, DEADLINE_NONE);
+	return rw_lock(to_rw(p), RW_READ, true, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_rwlock_timedrdlock(sa_rwlock_t *p, clockid_t clk,
@@ -195,17 +200,17 @@ SA_EXPORT int sa_rwlock_timedrdlock(sa_rwlock_t *p, clockid_t clk,
 	uint64_t d;
 	int r = deadline_from_abs(clk, abs, &d);
 
-	return r ? r : rw_lock(to_rw(p), RW_READ, false, d);
+	return r ? r : rw_lock(to_rw(p), RW_READ, false, d, false);
 }
 
 SA_EXPORT int sa_rwlock_wrlock(sa_rwlock_t *p)
 {
-	return rw_lock(to_rw(p), RW_WRITE, false, DEADLINE_NONE);
+	return rw_lock(to_rw(p), RW_WRITE, false, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_rwlock_trywrlock(sa_rwlock_t *p)
 {
-	return rw_lock(to_rw(p), RW_WRITE, true, DEADLINE_NONE);
+	return rw_lock(to_rw(p), RW_WRITE, true, DEADLINE_NONE, false);
 }
 
 SA_EXPORT int sa_rwlock_timedwrlock(sa_rwlock_t *p, clockid_t clk,
@@ -214,7 +219,26 @@ SA_EXPORT int sa_rwlock_timedwrlock(sa_rwlock_t *p, clockid_t clk,
 	uint64_t d;
 	int r = deadline_from_abs(clk, abs, &d);
 
-	return r ? r : rw_lock(to_rw(p), RW_WRITE, false, d);
+	return r ? r : rw_lock(to_rw(p), RW_WRITE, false, d, false);
+}
+
+/**
+ * rwlock_lock_intr - the shim's interruptible rdlock (@write false) or
+ * wrlock (defs.h): until @abs on @clk (NULL: no limit).  Returns as
+ * sa_rwlock_timedrdlock() or sa_rwlock_timedwrlock(), or -EINTR, the lock
+ * not taken, when ut_interrupt() ended the wait.
+ */
+int rwlock_lock_intr(sa_rwlock_t *p, bool write, clockid_t clk, const struct timespec *abs)
+{
+	uint64_t d = DEADLINE_NONE;
+
+	if (abs) {
+		int r = deadline_from_abs(clk, abs, &d);
+
+		if (r)
+			return r;
+	}
+	return rw_lock(to_rw(p), write ? RW_WRITE : RW_READ, false, d, true);
 }
 
 /*

@@ -161,6 +161,45 @@ struct uthread *ut_lookup_lock(sa_uthread_t h)
 	return ut;
 }
 
+/**
+ * ut_find - a live uthread for which @want(@ut, @arg) holds (asked with
+ * @ut->lock held): the main uthread if it is one, else the first one in an
+ * interruptible wait, else the first one.  For the LD_PRELOAD shim, which
+ * picks the uthread that takes a signal sent to the process, as the
+ * kernel picks a thread.  Returns its handle, or 0 if none.
+ */
+sa_uthread_t ut_find(bool (*want)(struct uthread *ut, void *arg), void *arg)
+{
+	uint32_t n = atomic_load_explicit(&ut_nslots_pub, memory_order_acquire);
+	sa_uthread_t any = 0, waiting = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		struct uthread *ut = ut_slot(i);
+		uint8_t st;
+
+		if (!ut)
+			continue;
+		spin_lock(&ut->lock);
+		st = READ_ONCE(ut->state);
+		if (st != UT_FREE && st != UT_DONE && !(ut->flags & (UTF_IDLE | UTF_EXTERNAL)) &&
+		    want(ut, arg)) {
+			sa_uthread_t h = ut_handle(ut);
+			bool main = ut->flags & UTF_MAIN;
+
+			if (!waiting && atomic_load(&ut->intr_wait))
+				waiting = h;
+			if (!any)
+				any = h;
+			spin_unlock(&ut->lock);
+			if (main)
+				return h;
+			continue;
+		}
+		spin_unlock(&ut->lock);
+	}
+	return waiting ? waiting : any;
+}
+
 /* ------------------------------------------------------------------------
  * External threads: kernel threads that call libsa without being uthreads
  * get a record so that they can own mutexes and wait in queues.

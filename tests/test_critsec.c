@@ -185,7 +185,7 @@ static void once_fn(void)
 
 static const char *const churner_sections[] = {
 	"mutex_retire", "cond_retire", "sem_retire", "barrier_retire", "rw_retire",
-	"barrier_arrive", "once_begin", "once_end", NULL,
+	"barrier_arrive", "barrier_leave", "once_begin", "once_end", NULL,
 };
 
 static void *churner(void *arg)
@@ -197,7 +197,7 @@ static void *churner(void *arg)
 		sa_mutex_t m;
 		sa_cond_t c;
 		sa_sem_t sem;
-		sa_barrier_t b;
+		sa_barrier_t b, b2;
 		sa_rwlock_t rw;
 		sa_once_t o = SA_ONCE_INIT;
 
@@ -213,6 +213,11 @@ static void *churner(void *arg)
 		UT_CHECK(sa_sem_post(&sem) == 0);
 		UT_CHECK(sa_sem_wait(&sem) == 0);
 		UT_CHECK(sa_barrier_wait(&b) == SA_BARRIER_SERIAL);
+		/* An interrupted arrival counts itself out (barrier_leave). */
+		UT_CHECK(sa_barrier_init(&b2, 2) == 0);
+		UT_CHECK(ut_interrupt(sa_self()) == 0);
+		UT_CHECK(barrier_wait_intr(&b2) == -EINTR);
+		UT_CHECK(sa_barrier_destroy(&b2) == 0);
 		UT_CHECK(sa_rwlock_rdlock(&rw) == 0);
 		UT_CHECK(sa_rwlock_unlock(&rw) == 0);
 		UT_CHECK(sa_rwlock_wrlock(&rw) == 0);

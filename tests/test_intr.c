@@ -1,4 +1,4 @@
-/* test_intr.c - ut_interrupt(): interruptible sleeps, cond, sem and join waits */
+/* test_intr.c - ut_interrupt(): interruptible sleeps, cond, sem, join, lock and barrier waits */
 
 /*
  * The LD_PRELOAD shim's pthread_kill() and pthread_cancel() end a wait
@@ -242,6 +242,162 @@ Test(intr, join_ends_with_eintr_target_stays_joinable)
 	cr_assert_eq(h_join(target), (void *)42);
 }
 
+/*
+ * Lock and barrier waits end with -EINTR, the object not taken: the shim
+ * runs the handler and waits again (POSIX has these waits go on).
+ */
+static sa_rwlock_t rwl;
+static sa_barrier_t bar;
+
+static void *mutex_locker(void *arg)
+{
+	struct result *r = arg;
+	uint64_t t0;
+
+	atomic_store(&ready, 1);
+	t0 = h_mono();
+	r->ret = mutex_lock_intr(&mtx, 0, NULL);
+	r->took = h_mono() - t0;
+	return NULL;
+}
+
+static void mutex_lock_eintr(int type)
+{
+	struct result r = { 0 };
+	sa_uthread_t t;
+
+	h_start_env("2");
+	SA_OK(sa_mutex_init(&mtx, type));
+	SA_OK(sa_mutex_lock(&mtx));
+	t = start(mutex_locker, &r);
+	SA_OK(ut_interrupt(t));
+	h_join(t);
+	cr_assert_eq(r.ret, -EINTR);
+	cr_assert_lt(r.took, BOUND_NS);
+	/* The unlock hands it to nobody: the waiter left. */
+	SA_OK(sa_mutex_unlock(&mtx));
+	SA_OK(sa_mutex_trylock(&mtx));
+	SA_OK(sa_mutex_unlock(&mtx));
+	SA_OK(sa_mutex_destroy(&mtx));
+}
+
+Test(intr, mutex_lock_ends_with_eintr_not_taken)
+{
+	mutex_lock_eintr(SA_MUTEX_NORMAL);
+}
+
+Test(intr, recursive_mutex_lock_ends_with_eintr_not_taken)
+{
+	mutex_lock_eintr(SA_MUTEX_RECURSIVE);
+}
+
+Test(intr, robust_mutex_lock_ends_with_eintr_not_taken)
+{
+	mutex_lock_eintr(SA_MUTEX_ERRORCHECK | SA_MUTEX_ROBUST);
+}
+
+static void *rw_writer(void *arg)
+{
+	struct result *r = arg;
+	struct timespec abs = h_deadline(CLOCK_MONOTONIC, (int64_t)WAIT_NS);
+	uint64_t t0;
+
+	atomic_store(&ready, 1);
+	t0 = h_mono();
+	r->ret = rwlock_lock_intr(&rwl, true, CLOCK_MONOTONIC, &abs);
+	r->took = h_mono() - t0;
+	return NULL;
+}
+
+Test(intr, rwlock_wrlock_ends_with_eintr_and_holds_no_reader_back)
+{
+	struct result r = { 0 };
+	sa_uthread_t t;
+
+	h_start_env("2");
+	SA_OK(sa_rwlock_init(&rwl));
+	SA_OK(sa_rwlock_rdlock(&rwl));
+	t = start(rw_writer, &r);
+	SA_ERR(sa_rwlock_tryrdlock(&rwl), -EBUSY); /* a writer waits */
+	SA_OK(ut_interrupt(t));
+	h_join(t);
+	cr_assert_eq(r.ret, -EINTR);
+	cr_assert_lt(r.took, BOUND_NS);
+	SA_OK(sa_rwlock_tryrdlock(&rwl)); /* none waits now */
+	SA_OK(sa_rwlock_unlock(&rwl));
+	SA_OK(sa_rwlock_unlock(&rwl));
+	SA_OK(sa_rwlock_trywrlock(&rwl));
+	SA_OK(sa_rwlock_unlock(&rwl));
+}
+
+static void *rw_reader(void *arg)
+{
+	struct result *r = arg;
+	uint64_t t0;
+
+	atomic_store(&ready, 1);
+	t0 = h_mono();
+	r->ret = rwlock_lock_intr(&rwl, false, 0, NULL);
+	r->took = h_mono() - t0;
+	return NULL;
+}
+
+Test(intr, rwlock_rdlock_ends_with_eintr_not_taken)
+{
+	struct result r = { 0 };
+	sa_uthread_t t;
+
+	h_start_env("2");
+	SA_OK(sa_rwlock_init(&rwl));
+	SA_OK(sa_rwlock_wrlock(&rwl));
+	t = start(rw_reader, &r);
+	SA_OK(ut_interrupt(t));
+	h_join(t);
+	cr_assert_eq(r.ret, -EINTR);
+	cr_assert_lt(r.took, BOUND_NS);
+	SA_OK(sa_rwlock_unlock(&rwl));
+	SA_OK(sa_rwlock_trywrlock(&rwl)); /* no reader was let in */
+	SA_OK(sa_rwlock_unlock(&rwl));
+}
+
+static void *bar_waiter(void *arg)
+{
+	struct result *r = arg;
+	uint64_t t0;
+
+	atomic_store(&ready, 1);
+	t0 = h_mono();
+	r->ret = barrier_wait_intr(&bar);
+	r->took = h_mono() - t0;
+	atomic_store(&release, 1);
+	return NULL;
+}
+
+Test(intr, barrier_wait_ends_with_eintr_counted_out)
+{
+	struct result r = { 0 }, r2 = { 0 };
+	sa_uthread_t t;
+	int mine;
+
+	h_start_env("2");
+	SA_OK(sa_barrier_init(&bar, 2));
+	atomic_store(&release, 0);
+	t = start(bar_waiter, &r);
+	SA_OK(ut_interrupt(t));
+	h_join(t);
+	cr_assert_eq(r.ret, -EINTR);
+	cr_assert_lt(r.took, BOUND_NS);
+	/* It left the round: the next arrival waits for another. */
+	atomic_store(&release, 0);
+	t = start(bar_waiter, &r2);
+	cr_assert_eq(atomic_load(&release), 0, "the barrier still counted the waiter that left");
+	mine = sa_barrier_wait(&bar);
+	h_join(t);
+	cr_assert(mine == SA_BARRIER_SERIAL ? r2.ret == 0 : r2.ret == SA_BARRIER_SERIAL,
+		  "mine %d, the other's %d", mine, r2.ret);
+	SA_OK(sa_barrier_destroy(&bar));
+}
+
 Test(intr, unknown_uthread_esrch)
 {
 	sa_uthread_t t;
@@ -319,5 +475,65 @@ Test(intr, races_with_posts_and_timeouts_lose_nothing)
 	cr_assert_eq(atomic_load(&taken) + v, RACE_POSTS, "taken %llu + left %u",
 		     (unsigned long long)atomic_load(&taken), v);
 	cr_assert_gt(atomic_load(&eintrs), 0, "no wait was interrupted");
+	assert_no_ut_failures();
+}
+
+/*
+ * Interruptions racing with lock handoffs: a locker that an interruption
+ * ended is never handed the mutex, and one that was handed it always gets
+ * it (every increment done under the mutex is counted once).
+ */
+#define LOCK_RACE_ITERS 20000
+static uint64_t locked_count;
+
+static void *race_locker(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < LOCK_RACE_ITERS; i++) {
+		int r;
+
+		while ((r = mutex_lock_intr(&mtx, 0, NULL)) == -EINTR)
+			atomic_fetch_add(&eintrs, 1);
+		UT_CHECK_EQ(r, 0);
+		locked_count++;
+		if (i % 8 == 0)
+			sa_yield(); /* let the others queue behind us */
+		UT_CHECK_EQ(sa_mutex_unlock(&mtx), 0);
+	}
+	return NULL;
+}
+
+/* As race_interrupter(), but the lockers end before it stops. */
+static void *lock_race_interrupter(void *arg)
+{
+	(void)arg;
+	for (unsigned i = 0; !atomic_load(&release); i++) {
+		int r = ut_interrupt(race_waiters[i % RACE_WAITERS]);
+
+		UT_CHECK(r == 0 || r == -ESRCH);
+		sa_yield();
+	}
+	return NULL;
+}
+
+Test(intr, lock_races_with_handoffs_lose_nothing)
+{
+	sa_uthread_t in;
+
+	h_start_env("2");
+	atomic_store(&release, 0);
+	atomic_store(&eintrs, 0);
+	SA_OK(sa_mutex_init(&mtx, SA_MUTEX_NORMAL));
+	for (int i = 0; i < RACE_WAITERS; i++)
+		race_waiters[i] = h_spawn(race_locker, NULL);
+	in = h_spawn(lock_race_interrupter, NULL);
+	for (int i = 0; i < RACE_WAITERS; i++)
+		h_join(race_waiters[i]);
+	atomic_store(&release, 1);
+	h_join(in);
+	cr_assert_eq(locked_count, (uint64_t)RACE_WAITERS * LOCK_RACE_ITERS);
+	cr_assert_gt(atomic_load(&eintrs), 0, "no wait was interrupted");
+	SA_OK(sa_mutex_trylock(&mtx));
+	SA_OK(sa_mutex_unlock(&mtx));
 	assert_no_ut_failures();
 }

@@ -306,6 +306,28 @@ INTR_CASE(cancel_cond_wait)
 INTR_CASE(cancel_sem_wait)
 INTR_CASE(cancel_join_leaves_target_joinable)
 
+/* A signal runs its handler while the thread waits for a mutex, rwlock or
+ * barrier, and the wait goes on: these never fail with EINTR. */
+INTR_CASE(kill_mutex_lock)
+INTR_CASE(kill_mutex_lock_recursive)
+INTR_CASE(kill_mutex_lock_errorcheck)
+INTR_CASE(kill_mutex_timedlock)
+INTR_CASE(kill_rwlock_rdlock)
+INTR_CASE(kill_rwlock_wrlock)
+INTR_CASE(kill_rwlock_timedrdlock)
+INTR_CASE(kill_rwlock_timedwrlock)
+INTR_CASE(kill_barrier_wait)
+INTR_CASE(cancel_mutex_lock_waits_for_a_cancellation_point)
+
+/* A signal sent to the process reaches the one thread that does not block
+ * it, though every thread waits: its wait ends with EINTR. */
+INTR_CASE(proc_kill_nanosleep)
+INTR_CASE(proc_kill_from_thread_nanosleep)
+INTR_CASE(proc_kill_from_thread_sem_timedwait)
+INTR_CASE(proc_alarm_nanosleep)
+INTR_CASE(proc_setitimer_sem_timedwait)
+INTR_CASE(proc_kill_all_block_pending_until_unblocked)
+
 /*
  * A blocking write, writev, send or sendmsg to a stream socket or a pipe
  * returns once all of it went, as the kernel's does, though the reader
@@ -383,6 +405,31 @@ CASE(pt_fileio, closes)
 CASE(pt_fileio, syncs)
 CASE(pt_fileio, fifo_open_waits)
 CASE(pt_fileio, cancel_in_open)
+
+/*
+ * pthread_kill(), pthread_cancel() and a signal sent to the process cut an
+ * I/O wait short on the ring, on the thread-pool fallback, and under NPTL
+ * alike (pt_intr.c).
+ */
+#define IO_INTR_CASE(name)                                                       \
+	Test(preload, pt_intr_##name##_1vp_no_handoff) { expect_case_on("1", PROG("pt_intr"), #name); } \
+	Test(preload, pt_intr_##name##_2vps) { expect_case_on("2", PROG("pt_intr"), #name); } \
+	Test(preload, pt_intr_##name##_pool_1vp)                               \
+	{                                                                      \
+		expect_case_io("1", "SA_IO=threads", PROG("pt_intr"), #name);  \
+	}                                                                      \
+	Test(preload, pt_intr_##name##_pool_2vps)                              \
+	{                                                                      \
+		expect_case_io("2", "SA_IO=threads", PROG("pt_intr"), #name);  \
+	}                                                                      \
+	Test(preload, pt_intr_##name##_same_under_nptl) { expect_case_nptl(PROG("pt_intr"), #name); }
+
+IO_INTR_CASE(kill_read_pipe)
+IO_INTR_CASE(kill_read_pipe_sa_restart)
+IO_INTR_CASE(kill_poll)
+IO_INTR_CASE(kill_recv_socket)
+IO_INTR_CASE(cancel_read_pipe)
+IO_INTR_CASE(proc_kill_read_pipe)
 
 #define ROBUST_CASE(name)                                                       \
 	Test(preload, robust_##name##_1vp_no_handoff)                           \

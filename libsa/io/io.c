@@ -113,12 +113,22 @@
  *
  * Signals.  Ring ops are not interrupted by signals.  A plain system call
  * (plain threads, the pool) that fails with EINTR is restarted, so -EINTR
- * is never returned: see <sa/io.h>.  Only io_interrupt() ends ring ops
- * early, for the LD_PRELOAD shim; it cannot end a pool worker's call.
- * Rejected for that: a signal aimed at the worker (it may land between
- * the worker's last look at a flag and its entry into the kernel, and be
- * lost), and readying the uthread without the worker (the call would go
- * on into a buffer on a stack that has moved on).
+ * is never returned: see <sa/io.h>.  Only io_interrupt() ends waits
+ * early, for the LD_PRELOAD shim: ring ops by cancellation, and a pool
+ * worker's wait for a pipe, socket or terminal through its eventfd.  A
+ * worker does not block in such a call: it waits in ppoll() for the
+ * descriptor and its eventfd together, then makes the call without
+ * waiting (MSG_DONTWAIT, RWF_NOWAIT) and polls again if it would have
+ * waited.  io_interrupt() bumps the epoch and then writes the eventfd of
+ * each worker that is armed; a worker arms, then reads the epoch, so one
+ * of the two sees the other (Dekker), and no interruption falls between
+ * its last look and its entry into ppoll().  Rejected: a signal aimed at
+ * the worker (it may land between the worker's last look at a flag and
+ * its entry into the kernel, and be lost), and readying the uthread
+ * without the worker (the call would go on into a buffer on a stack that
+ * has moved on).  Where RWF_NOWAIT is not supported (pipes before Linux
+ * 6.x), and for accept, the call after ppoll() may still wait if another
+ * thread took what ppoll() saw.
  *
  * Fallback: a thread pool.  Without io_uring (kernel too old, disabled by
  * sysctl kernel.io_uring_disabled, filtered by seccomp), detected once at
@@ -222,6 +232,7 @@ struct io_req {
 	struct uthread *ut;          /* who waits */
 	struct io_group *grp;        /* sa_poll member: its group */
 	struct io_req *next;         /* pool backlog link */
+	uint64_t intr_epoch;         /* pool: io.intr_epoch when submitted */
 	struct __kernel_timespec ts; /* timeout, read by the kernel at submit */
 };
 
@@ -249,6 +260,8 @@ struct io_worker {
 	struct io_worker *next;      /* idle list, under io.lock */
 	struct io_req *job;
 	_Atomic uint32_t word;       /* 1: ->job is set */
+	_Atomic uint32_t armed;      /* in an interruptible wait */
+	int efd;                     /* io_interrupt() writes it then */
 };
 
 static struct {
@@ -258,6 +271,8 @@ static struct {
 	struct io_worker *idle;
 	struct io_req *head, *tail;  /* jobs no worker took yet */
 	uint32_t nworkers;
+	struct io_worker *all[IO_POOL_MAX]; /* every worker, for io_interrupt() */
+	_Atomic uint32_t nall;
 	bool timeo_lazy;             /* io_sock_timeo_lazy(): look only once */
 	_Atomic bool timeo_seen;     /* io_sock_timeo_note() was called */
 	_Atomic uint64_t intr_epoch; /* io_interrupt() calls */
@@ -675,6 +690,16 @@ void io_interrupt(void)
 		if (iv && iv->ok)
 			io_kick(&rt.vps[i]);
 	}
+	for (uint32_t i = 0, n = atomic_load(&io.nall); i < n; i++) {
+		struct io_worker *w = io.all[i];
+
+		if (atomic_load(&w->armed)) {
+			uint64_t one = 1;
+
+			while (write(w->efd, &one, sizeof(one)) < 0 && errno == EINTR)
+				;
+		}
+	}
 }
 
 bool io_idle_wait(struct vp *vp, uint64_t deadline)
@@ -705,6 +730,10 @@ bool io_idle_wait(struct vp *vp, uint64_t deadline)
 	if (queued && r >= 0)
 		stat_inc(&iv->submits);
 	if (io_reap(vp, iv))
+		return true;
+	/* io_interrupt() from another thread kicked us: the pass that
+	 * cancels this ring's ops is the idle loop's. */
+	if (atomic_load_explicit(&io.intr_epoch, memory_order_acquire) != iv->intr_seen)
 		return true;
 	return r == -ETIME;
 }
@@ -930,6 +959,159 @@ static ssize_t io_sync(struct io_req *r)
  * The thread pool
  */
 
+/* io_try_nowait - @r's call made so that it cannot wait: -EAGAIN if it
+ * would have.  -EOPNOTSUPP where the kernel has no such form for it. */
+static ssize_t io_try_nowait(struct io_req *r)
+{
+	struct iovec one = { .iov_base = r->buf, .iov_len = r->len };
+	ssize_t n;
+
+	switch (r->op) {
+	case IOP_READ:
+		n = preadv2(r->fd, &one, 1, -1, RWF_NOWAIT);
+		break;
+	case IOP_WRITE:
+		n = pwritev2(r->fd, &one, 1, -1, RWF_NOWAIT);
+		break;
+	case IOP_READV:
+		n = preadv2(r->fd, r->buf, (int)r->len, -1, RWF_NOWAIT);
+		break;
+	case IOP_WRITEV:
+		n = pwritev2(r->fd, r->buf, (int)r->len, -1, RWF_NOWAIT);
+		break;
+	case IOP_RECV:
+		n = recv(r->fd, r->buf, r->len, r->flags | MSG_DONTWAIT);
+		break;
+	case IOP_SEND:
+		n = send(r->fd, r->buf, r->len, r->flags | MSG_DONTWAIT);
+		break;
+	case IOP_RECVMSG:
+		n = recvmsg(r->fd, r->buf, r->flags | MSG_DONTWAIT);
+		break;
+	case IOP_SENDMSG:
+		n = sendmsg(r->fd, r->buf, r->flags | MSG_DONTWAIT);
+		break;
+	default:
+		return -EOPNOTSUPP;
+	}
+	if (n >= 0)
+		return n;
+	return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+}
+
+/*
+ * io_pool_ppoll - wait until @fds (the caller's @n, and the worker's
+ * eventfd in the slot after them) or @end.  Returns the count of the
+ * caller's ready, 0 at @end, -ECANCELED when an interruption came.
+ */
+static int io_pool_ppoll(struct io_worker *w, struct io_req *r, struct pollfd *fds, nfds_t n,
+			 uint64_t end)
+{
+	for (;;) {
+		struct timespec ts, *tsp = NULL;
+		uint64_t drain;
+		int k;
+
+		if (atomic_load(&io.intr_epoch) != r->intr_epoch)
+			return -ECANCELED;
+		if (end != DEADLINE_NONE) {
+			uint64_t now = now_ns();
+
+			ns_to_timespec(end > now ? end - now : 0, &ts);
+			tsp = &ts;
+		}
+		fds[n] = (struct pollfd){ .fd = w->efd, .events = POLLIN };
+		k = ppoll(fds, n + 1, tsp, NULL);
+		if (k < 0 && errno != EINTR)
+			return -errno;
+		if (k > 0 && fds[n].revents) {
+			while (read(w->efd, &drain, sizeof(drain)) < 0 && errno == EINTR)
+				;
+			k--; /* the epoch says whether it was for us */
+		}
+		if (k > 0)
+			return k;
+		if (k == 0 && end != DEADLINE_NONE && now_ns() >= end)
+			return 0;
+	}
+}
+
+/* io_pool_waits - @r waits for a pipe, socket or terminal (not a file). */
+static bool io_pool_waits(struct io_req *r)
+{
+	struct stat st;
+
+	if (r->op == IOP_POLL)
+		return true;
+	if (!r->waits || r->off >= 0 || !io_ready_events(r->op) || fstat(r->fd, &st) < 0)
+		return false;
+	if (r->op == IOP_ACCEPT) /* no form that cannot wait: sockets only */
+		return S_ISSOCK(st.st_mode);
+	return S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode) || S_ISCHR(st.st_mode);
+}
+
+/*
+ * io_pool_sync - @r on pool worker @w: io_sync(), but a wait for a pipe,
+ * socket or terminal, or a poll, is one that io_interrupt() ends with
+ * -ECANCELED (see Signals in the design notes).
+ */
+static ssize_t io_pool_sync(struct io_worker *w, struct io_req *r)
+{
+	struct pollfd stack[IO_POLL_STACK + 1], *fds = stack;
+	uint64_t end = DEADLINE_NONE, drain;
+	bool nowait = true;
+	ssize_t n;
+
+	if (!io_pool_waits(r))
+		return io_sync(r);
+	if (r->op == IOP_POLL && r->len + 1 > IO_POLL_STACK + 1) {
+		fds = malloc((r->len + 1) * sizeof(*fds));
+		if (!fds)
+			return io_sync(r);
+	}
+	if (r->deadline)
+		end = r->deadline;
+	if (r->op == IOP_POLL && r->poll_end < end)
+		end = r->poll_end;
+	atomic_store(&w->armed, 1);
+	while (read(w->efd, &drain, sizeof(drain)) < 0 && errno == EINTR)
+		;
+	for (;;) {
+		if (r->op == IOP_POLL) {
+			memcpy(fds, r->buf, r->len * sizeof(*fds));
+			n = io_pool_ppoll(w, r, fds, (nfds_t)r->len, end);
+			if (n > 0)
+				memcpy(r->buf, fds, r->len * sizeof(*fds));
+			else if (n == 0 && end != r->poll_end)
+				n = -ETIMEDOUT;
+			break;
+		}
+		/* First without waiting: what is there, or the call's error
+		 * (a bad descriptor, the wrong direction), comes at once. */
+		if (nowait) {
+			n = io_try_nowait(r);
+			if (n != -EAGAIN && n != -EOPNOTSUPP)
+				break;
+			nowait = n == -EAGAIN;
+		}
+		fds[0] = (struct pollfd){ .fd = r->fd, .events = io_ready_events(r->op) };
+		n = io_pool_ppoll(w, r, fds, 1, end);
+		if (n == 0)
+			n = -ETIMEDOUT;
+		if (n < 0)
+			break;
+		if (!nowait) {
+			r->deadline = 0; /* ready: the call should not wait long */
+			n = io_sync(r);
+			break;
+		}
+	}
+	atomic_store(&w->armed, 0);
+	if (fds != stack)
+		free(fds);
+	return n;
+}
+
 static void *io_worker_main(void *arg)
 {
 	struct io_worker *w = arg;
@@ -938,7 +1120,7 @@ static void *io_worker_main(void *arg)
 	for (;;) {
 		struct uthread *ut = r->ut;
 
-		r->res = io_sync(r);
+		r->res = io_pool_sync(w, r);
 		sched_ready(ut); /* @r may be gone from here on */
 
 		spin_lock(&io.lock);
@@ -973,6 +1155,11 @@ static int io_worker_start(struct io_req *r)
 	if (!w)
 		return -ENOMEM;
 	w->job = r;
+	w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (w->efd < 0) {
+		free(w);
+		return -EMFILE;
+	}
 	pthread_attr_init(&a);
 	pthread_attr_setstacksize(&a, IO_WORKER_STACK);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
@@ -983,9 +1170,14 @@ static int io_worker_start(struct io_req *r)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&a);
 	if (e) {
+		close(w->efd);
 		free(w);
 		return -e;
 	}
+	spin_lock(&io.lock);
+	io.all[atomic_load_explicit(&io.nall, memory_order_relaxed)] = w;
+	atomic_fetch_add(&io.nall, 1); /* publishes the slot */
+	spin_unlock(&io.lock);
 	return 0;
 }
 
@@ -1030,10 +1222,18 @@ static ssize_t io_pool_call(struct vp *vp, struct io_req *r)
 {
 	atomic_fetch_add_explicit(&io.fallback_ops, 1, memory_order_relaxed);
 	r->ut = vp->cur;
+	r->intr_epoch = atomic_load(&io.intr_epoch);
 	if (!io_pool_submit(r))
 		return io_sync(r); /* no thread to be had: block this VP */
 	/* A worker may finish first: sched_ready() waits for our switch. */
 	sched_park_unlock(NULL);
+	if (r->res == -ECANCELED) { /* an interruption (io_pool_sync()) */
+		if (r->deadline && now_ns() >= r->deadline)
+			return -ETIMEDOUT;
+		if (io_intr_return())
+			return -EINTR;
+		return io_call(r);
+	}
 	return (ssize_t)r->res;
 }
 

@@ -18,20 +18,19 @@
  * bound the waits, as in the kernel (the I/O layer again; setsockopt()
  * here tells it when to start looking for timeouts).
  *
- * Signals.  A wait that a signal handler installed without SA_RESTART
- * would have interrupted fails with EINTR: sigaction() here records those
- * handlers and installs a wrapper in their place; the wrapper runs the
- * handler and then io_interrupt(), which makes every routed wait in
- * progress on a ring return EINTR, as a blocked thread that took the
- * signal would.  (Which thread takes a process-wide signal is the
- * kernel's choice under NPTL; here every waiting uthread sees it.)  A
- * handler with SA_RESTART, as signal() installs, leaves the waits be.
- * sigaction() reports the program's own handler, never the wrapper.
- * Waits on the thread-pool fallback (SA_IO=threads) are not interrupted,
- * by these handlers nor by pthread_kill() or pthread_cancel(): the pool's
- * thread is blocked in the system call on the uthread's buffers, and a
- * signal aimed at it could land just before it enters the kernel and be
- * lost; libsa-preload(7) says so.
+ * Signals.  A routed wait ends as a blocked system call would when a
+ * signal comes for its uthread: pthread_kill()'s (signal.c), or one sent
+ * to the process that the shim forwards to it (signal.c).  Either way
+ * preload_interrupt() ends the wait, intr_hook() below runs the handler
+ * on the uthread, and the call fails with EINTR unless the handler has
+ * SA_RESTART, in which case it goes on.  sigaction() here records every
+ * handler the program installs and installs a wrapper in its place,
+ * which decides whether the handler runs where the kernel delivered the
+ * signal or is forwarded (preload_sig_here()); signal() is sigaction()
+ * with SA_RESTART, as the C library's.  sigaction() reports the
+ * program's own handler, never the wrapper.  Waits on the thread-pool
+ * fallback (SA_IO=threads) are interrupted too (the I/O layer's own
+ * protocol, libsa/io/io.c).
  *
  * How each call maps.  read, write, pread, pwrite, readv, writev, accept,
  * accept4, connect, recv, recvmsg, send and sendmsg have sa_* twins.
@@ -90,22 +89,17 @@ static __always_inline bool on_uthread(void)
  * Reads and writes
  */
 
-/* Signal handlers without SA_RESTART that ran (intr_wrapper()). */
-static _Atomic uint64_t sig_epoch;
-/* sig_epoch when the calling uthread's current wait began. */
-static __thread uint64_t wait_epoch __attribute__((tls_model("initial-exec")));
-
 /*
  * intr_hook - asked by the I/O layer, on the uthread whose wait an
- * interruption cancelled: end it with EINTR (a signal handler ran since
- * the wait began, or a cancellation is to be acted on), or wait again?
+ * interruption cancelled: end it with EINTR (a handler without
+ * SA_RESTART ran, or a cancellation is to be acted on), or wait again?
  */
 static bool intr_hook(void)
 {
 	bool intr = atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed) &&
-		    preload_sig_deliver(); /* pthread_kill's, on this uthread */
+		    preload_sig_deliver(); /* its signals, run on this uthread */
 
-	return intr || atomic_load(&sig_epoch) != wait_epoch || preload_cancel_wanted();
+	return intr || preload_cancel_wanted();
 }
 
 /**
@@ -123,7 +117,6 @@ void preload_io_init(void)
 static __always_inline void wait_begin(void)
 {
 	preload_testcancel();
-	wait_epoch = atomic_load_explicit(&sig_epoch, memory_order_acquire);
 }
 
 /** preload_wait_begin - wait_begin() for a wait made outside this file. */
@@ -632,7 +625,7 @@ SA_EXPORT int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *t
 }
 
 /* ------------------------------------------------------------------------
- * Signal handlers without SA_RESTART
+ * Signal handlers
  */
 
 /* The program's handler per signal, for those the wrapper stands in for. */
@@ -646,6 +639,11 @@ static void intr_wrapper(int sig, siginfo_t *si, void *uc)
 	uintptr_t fn = atomic_load(&user_act[sig].fn);
 	int saved = errno;
 
+	if (!preload_sig_here(sig, si)) {
+		preload_sig_forward(sig, si); /* to a uthread that takes it */
+		errno = saved;
+		return;
+	}
 	if (fn) {
 		errno = saved;
 		if (atomic_load(&user_act[sig].flags) & SA_SIGINFO)
@@ -654,8 +652,6 @@ static void intr_wrapper(int sig, siginfo_t *si, void *uc)
 			((void (*)(int))fn)(sig);
 		saved = errno;
 	}
-	atomic_fetch_add_explicit(&sig_epoch, 1, memory_order_release);
-	io_interrupt();
 	errno = saved;
 }
 
@@ -684,8 +680,10 @@ SA_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 	preload_start();
 	if (sig <= 0 || sig >= _NSIG)
 		return preload_real.sigaction(sig, act, old);
-	wrap = act && !(act->sa_flags & SA_RESTART) && act->sa_handler != SIG_DFL &&
-	       act->sa_handler != SIG_IGN;
+	wrap = act && act->sa_handler != SIG_DFL && act->sa_handler != SIG_IGN &&
+	       sig != SIGKILL && sig != SIGSTOP;
+	if (wrap)
+		preload_sig_forwarder_start();
 	if (wrap) {
 		mine = *act;
 		mine.sa_flags |= SA_SIGINFO;
@@ -714,4 +712,16 @@ SA_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 	if (act && !wrap)
 		atomic_store(&user_act[sig].fn, 0);
 	return 0;
+}
+
+SA_EXPORT sighandler_t signal(int sig, sighandler_t h)
+{
+	struct sigaction act = { .sa_handler = h, .sa_flags = SA_RESTART }, old;
+
+	sigemptyset(&act.sa_mask);
+	if (sig > 0 && sig < _NSIG)
+		sigaddset(&act.sa_mask, sig);
+	if (sigaction(sig, &act, &old))
+		return SIG_ERR;
+	return old.sa_handler;
 }

@@ -3,6 +3,7 @@
 #define SA_PRELOAD_SHIM_H
 
 #include <semaphore.h>
+#include <signal.h>
 
 #include "defs.h"
 #include "preload/real.h"
@@ -33,6 +34,7 @@ extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_mode
 /* signal.c: pthread_kill's pending signals and the mask, per uthread */
 struct preload_sig {
 	_Atomic uint64_t pending;   /* signal n is bit n - 1 */
+	_Atomic uint64_t fwd;       /* of which sent to the process */
 	uint64_t mask;              /* valid once mask_valid */
 	bool mask_valid;
 	uint32_t handled;           /* handlers run on this uthread */
@@ -43,6 +45,9 @@ void preload_signal_init(void);
 bool preload_sig_deliver(void);
 void preload_sig_inherit(struct preload_sig *child);
 bool preload_user_handler(int sig, uintptr_t *fn, int *flags);
+bool preload_sig_here(int sig, const siginfo_t *si);
+void preload_sig_forward(int sig, const siginfo_t *si);
+void preload_sig_forwarder_start(void);
 void __preload_testcancel(void);
 bool preload_cancel_wanted(void);
 /* What preload_wait_intr() ran: the call ends, or waits again. */
@@ -81,6 +86,17 @@ static __always_inline void preload_testcancel(void)
 	if (unlikely(atomic_load_explicit(&preload_cancel_tls.pending, memory_order_relaxed) |
 		     atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed)))
 		__preload_testcancel();
+}
+
+/*
+ * preload_sig_poll - run the calling uthread's pending signals that its
+ * mask lets through (pthread_kill()'s).  Fast path: one TLS load and a
+ * branch.
+ */
+static __always_inline void preload_sig_poll(void)
+{
+	if (unlikely(atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed)))
+		preload_sig_deliver();
 }
 
 /*

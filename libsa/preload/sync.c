@@ -166,12 +166,28 @@ SA_EXPORT int pthread_mutex_destroy(pthread_mutex_t *pm)
 	return pm ? -sa_mutex_destroy((sa_mutex_t *)pm) : EINVAL;
 }
 
+/*
+ * mutex_lock_sig - lock @m, until @abs on @clk (NULL: no limit).  A lock
+ * is no cancellation point and never fails with EINTR, but a signal that
+ * pthread_kill() sends the waiting uthread runs its handler there and
+ * then, as under NPTL, the wait goes on (libsa takes the waiter off the
+ * queue for the handler and queues it again after).  A positive errno, or 0.
+ */
+static int mutex_lock_sig(sa_mutex_t *m, clockid_t clk, const struct timespec *abs)
+{
+	int r;
+
+	while ((r = mutex_lock_intr(m, clk, abs)) == -EINTR)
+		preload_sig_poll();
+	return -r;
+}
+
 SA_EXPORT int pthread_mutex_lock(pthread_mutex_t *pm)
 {
 	sa_mutex_t *m;
 	int r = mutex_get(pm, &m);
 
-	return r ? r : -sa_mutex_lock(m);
+	return r ? r : mutex_lock_sig(m, CLOCK_REALTIME, NULL);
 }
 
 SA_EXPORT int pthread_mutex_trylock(pthread_mutex_t *pm)
@@ -187,7 +203,9 @@ SA_EXPORT int pthread_mutex_timedlock(pthread_mutex_t *pm, const struct timespec
 	sa_mutex_t *m;
 	int r = mutex_get(pm, &m);
 
-	return r ? r : -sa_mutex_timedlock(m, CLOCK_REALTIME, abs);
+	if (r)
+		return r;
+	return abs ? mutex_lock_sig(m, CLOCK_REALTIME, abs) : EINVAL;
 }
 
 SA_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *pm, clockid_t clk,
@@ -196,7 +214,9 @@ SA_EXPORT int pthread_mutex_clocklock(pthread_mutex_t *pm, clockid_t clk,
 	sa_mutex_t *m;
 	int r = mutex_get(pm, &m);
 
-	return r ? r : -sa_mutex_timedlock(m, clk, abs);
+	if (r)
+		return r;
+	return abs ? mutex_lock_sig(m, clk, abs) : EINVAL;
 }
 
 SA_EXPORT int pthread_mutex_unlock(pthread_mutex_t *pm)
@@ -400,6 +420,18 @@ SA_EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *p)
 	return p ? -sa_rwlock_destroy((sa_rwlock_t *)p) : EINVAL;
 }
 
+/* rwlock_lock_sig - mutex_lock_sig() for a read (@write false) or write
+ * lock of @rw. */
+static int rwlock_lock_sig(sa_rwlock_t *rw, bool write, clockid_t clk,
+			   const struct timespec *abs)
+{
+	int r;
+
+	while ((r = rwlock_lock_intr(rw, write, clk, abs)) == -EINTR)
+		preload_sig_poll();
+	return -r;
+}
+
 #define RWLOCK_CALL(expr)                          \
 	do {                                       \
 		sa_rwlock_t *rw;                   \
@@ -409,7 +441,7 @@ SA_EXPORT int pthread_rwlock_destroy(pthread_rwlock_t *p)
 
 SA_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *p)
 {
-	RWLOCK_CALL(sa_rwlock_rdlock(rw));
+	RWLOCK_CALL(-rwlock_lock_sig(rw, false, CLOCK_REALTIME, NULL));
 }
 
 SA_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *p)
@@ -419,18 +451,18 @@ SA_EXPORT int pthread_rwlock_tryrdlock(pthread_rwlock_t *p)
 
 SA_EXPORT int pthread_rwlock_timedrdlock(pthread_rwlock_t *p, const struct timespec *abs)
 {
-	RWLOCK_CALL(sa_rwlock_timedrdlock(rw, CLOCK_REALTIME, abs));
+	RWLOCK_CALL(abs ? -rwlock_lock_sig(rw, false, CLOCK_REALTIME, abs) : -EINVAL);
 }
 
 SA_EXPORT int pthread_rwlock_clockrdlock(pthread_rwlock_t *p, clockid_t clk,
 					 const struct timespec *abs)
 {
-	RWLOCK_CALL(sa_rwlock_timedrdlock(rw, clk, abs));
+	RWLOCK_CALL(abs ? -rwlock_lock_sig(rw, false, clk, abs) : -EINVAL);
 }
 
 SA_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *p)
 {
-	RWLOCK_CALL(sa_rwlock_wrlock(rw));
+	RWLOCK_CALL(-rwlock_lock_sig(rw, true, CLOCK_REALTIME, NULL));
 }
 
 SA_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *p)
@@ -440,13 +472,13 @@ SA_EXPORT int pthread_rwlock_trywrlock(pthread_rwlock_t *p)
 
 SA_EXPORT int pthread_rwlock_timedwrlock(pthread_rwlock_t *p, const struct timespec *abs)
 {
-	RWLOCK_CALL(sa_rwlock_timedwrlock(rw, CLOCK_REALTIME, abs));
+	RWLOCK_CALL(abs ? -rwlock_lock_sig(rw, true, CLOCK_REALTIME, abs) : -EINVAL);
 }
 
 SA_EXPORT int pthread_rwlock_clockwrlock(pthread_rwlock_t *p, clockid_t clk,
 					 const struct timespec *abs)
 {
-	RWLOCK_CALL(sa_rwlock_timedwrlock(rw, clk, abs));
+	RWLOCK_CALL(abs ? -rwlock_lock_sig(rw, true, clk, abs) : -EINVAL);
 }
 
 SA_EXPORT int pthread_rwlock_unlock(pthread_rwlock_t *p)
@@ -516,7 +548,10 @@ SA_EXPORT int pthread_barrier_wait(pthread_barrier_t *pb)
 
 	if (!p || p->magic != BARRIER_MAGIC)
 		return EINVAL;
-	r = sa_barrier_wait(p->b);
+	/* As a mutex_lock_sig(): a handler runs, the wait goes on. */
+	while ((r = barrier_wait_intr(p->b)) == -EINTR)
+		preload_sig_poll();
+	preload_sig_poll(); /* one that came as the round was released */
 	if (r == SA_BARRIER_SERIAL)
 		return PTHREAD_BARRIER_SERIAL_THREAD;
 	return -r;

@@ -206,6 +206,7 @@ static void *act_thread_main(void *arg)
 {
 	struct act *a = arg;
 
+	sa_tls_internal = true;
 	act_thread_setup(a);
 	{
 		pthread_attr_t at;

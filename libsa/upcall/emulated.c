@@ -423,6 +423,7 @@ static void *watchdog_main(void *arg)
 	uint64_t idle_rounds = 0;
 
 	(void)arg;
+	sa_tls_internal = true;
 	pthread_setname_np(pthread_self(), "sa-watchdog");
 	/* Its rounds are the bound's resolution: no timer slack (the
 	 * default lets a 500 us sleep run 50 us long). */

@@ -1,5 +1,6 @@
 /* pt_intr.c - pthread_kill() and pthread_cancel() cut a sleep, a condition,
- * semaphore or join wait short at once, as under NPTL; one case per run */
+ * semaphore or join wait short at once, and run a handler in a lock or
+ * barrier wait, which goes on, as under NPTL; one case per run */
 
 /*
  * Usage: pt_intr CASE.  Each case starts a thread that waits far longer
@@ -13,6 +14,10 @@
 #include <semaphore.h>
 #include <signal.h>
 #include <string.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,12 +43,17 @@ static void on_sig(int sig)
 	atomic_fetch_add(&handled, 1);
 }
 
-static void set_handler(int flags)
+static void set_handler_of(int sig, int flags)
 {
 	struct sigaction sa = { .sa_handler = on_sig, .sa_flags = flags };
 
 	sigemptyset(&sa.sa_mask);
-	PT_OK(sigaction(SIGUSR1, &sa, NULL));
+	PT_OK(sigaction(sig, &sa, NULL));
+}
+
+static void set_handler(int flags)
+{
+	set_handler_of(SIGUSR1, flags);
 }
 
 static double now_s(void)
@@ -402,6 +412,418 @@ static void *cancel_joiner(void *arg)
 }
 
 /* ------------------------------------------------------------------------
+ * I/O waits (also on the thread-pool fallback, SA_IO=threads): EINTR
+ * after a handler without SA_RESTART, poll after any; a cancel acts.
+ */
+
+static int pfd[2] = { -1, -1 };
+enum io_kind { IO_READ, IO_POLL, IO_RECV };
+
+static void *io_waiter(void *arg)
+{
+	enum io_kind k = (enum io_kind)(long)arg;
+	struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+	char buf[8];
+	double t0;
+
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	switch (k) {
+	case IO_READ: res.ret = (int)read(pfd[0], buf, sizeof(buf)); break;
+	case IO_POLL: res.ret = poll(&p, 1, WAIT_S * 1000); break;
+	case IO_RECV: res.ret = (int)recv(pfd[0], buf, sizeof(buf), 0); break;
+	}
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *cancel_io_waiter(void *arg)
+{
+	char buf[8];
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	res.ret = (int)read(pfd[0], buf, sizeof(buf));
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void kill_io(enum io_kind k, int flags)
+{
+	pthread_t t;
+
+	if (k == IO_RECV)
+		PT_OK(socketpair(AF_UNIX, SOCK_STREAM, 0, pfd));
+	else
+		PT_OK(pipe(pfd));
+	set_handler(flags);
+	atomic_store(&ready, 0);
+	PT_OK(pthread_create(&t, NULL, io_waiter, (void *)(long)k));
+	while (!atomic_load(&ready))
+		usleep(1000);
+	usleep(50000); /* from "about to" to blocked */
+	if (!(flags & SA_RESTART) || k == IO_POLL) {
+		kill_and_join(t);
+		PT_CHECK(res.ret == -1 && res.err == EINTR);
+		return;
+	}
+	/* SA_RESTART: the handler runs, the call goes on and reads what comes. */
+	kill_until(t, &handled);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	usleep(20000);
+	PT_CHECK(!atomic_load(&done));
+	PT_CHECK(write(pfd[1], "late", 4) == 4);
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 4);
+}
+
+static bool io_cases(const char *c)
+{
+	if (!strcmp(c, "kill_read_pipe")) {
+		kill_io(IO_READ, 0);
+	} else if (!strcmp(c, "kill_read_pipe_sa_restart")) {
+		kill_io(IO_READ, SA_RESTART);
+	} else if (!strcmp(c, "kill_poll")) {
+		kill_io(IO_POLL, 0);
+	} else if (!strcmp(c, "kill_recv_socket")) {
+		kill_io(IO_RECV, 0);
+	} else if (!strcmp(c, "cancel_read_pipe")) {
+		PT_OK(pipe(pfd));
+		cancel_and_join(start(cancel_io_waiter));
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
+ * Mutex, rwlock and barrier waits: the handler runs while the thread
+ * waits (main, which holds the object, waits for it before it lets go),
+ * then the wait goes on and takes the object (POSIX: never EINTR).
+ */
+
+enum lock_kind { L_MUTEX, L_MUTEX_TIMED, L_RDLOCK, L_WRLOCK, L_TIMEDRDLOCK, L_TIMEDWRLOCK };
+
+static pthread_mutex_t lmtx;
+static pthread_rwlock_t rwl = PTHREAD_RWLOCK_INITIALIZER;
+static pthread_barrier_t bar;
+
+static void *locker(void *arg)
+{
+	enum lock_kind k = (enum lock_kind)(long)arg;
+	struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+	double t0;
+
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	switch (k) {
+	case L_MUTEX: res.ret = pthread_mutex_lock(&lmtx); break;
+	case L_MUTEX_TIMED: res.ret = pthread_mutex_timedlock(&lmtx, &abs); break;
+	case L_RDLOCK: res.ret = pthread_rwlock_rdlock(&rwl); break;
+	case L_WRLOCK: res.ret = pthread_rwlock_wrlock(&rwl); break;
+	case L_TIMEDRDLOCK: res.ret = pthread_rwlock_timedrdlock(&rwl, &abs); break;
+	case L_TIMEDWRLOCK: res.ret = pthread_rwlock_timedwrlock(&rwl, &abs); break;
+	}
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	if (res.ret == 0) /* it is ours: letting go succeeds */
+		res.err = k <= L_MUTEX_TIMED ? pthread_mutex_unlock(&lmtx) : pthread_rwlock_unlock(&rwl);
+	return NULL;
+}
+
+static void mutex_of_type(int type)
+{
+	pthread_mutexattr_t a;
+
+	PT_OK(pthread_mutexattr_init(&a));
+	PT_OK(pthread_mutexattr_settype(&a, type));
+	PT_OK(pthread_mutex_init(&lmtx, &a));
+	PT_OK(pthread_mutexattr_destroy(&a));
+}
+
+/* kill_lock_wait - main holds the object, a thread waits for it (@k);
+ * signal it until its handler ran, then let go: the wait took it. */
+static void kill_lock_wait(enum lock_kind k)
+{
+	pthread_t t;
+
+	set_handler(0);
+	if (k <= L_MUTEX_TIMED)
+		PT_OK(pthread_mutex_lock(&lmtx));
+	else if (k == L_RDLOCK || k == L_TIMEDRDLOCK)
+		PT_OK(pthread_rwlock_wrlock(&rwl));
+	else
+		PT_OK(pthread_rwlock_rdlock(&rwl));
+	PT_OK(pthread_create(&t, NULL, locker, (void *)(long)k));
+	while (!atomic_load(&ready))
+		usleep(1000);
+	usleep(50000); /* from "about to" to blocked */
+	kill_until(t, &handled); /* while it waits */
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	usleep(20000);
+	PT_CHECK(!atomic_load(&done)); /* the handler did not end the wait */
+	if (k <= L_MUTEX_TIMED)
+		PT_OK(pthread_mutex_unlock(&lmtx));
+	else
+		PT_OK(pthread_rwlock_unlock(&rwl));
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 0 && res.err == 0);
+	PT_CHECK(res.took < WAIT_S);
+}
+
+static void *bar_waiter(void *arg)
+{
+	(void)arg;
+	atomic_store(&ready, 1);
+	res.ret = pthread_barrier_wait(&bar);
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* A lock wait is no cancellation point: a cancel waits for the next one. */
+static void *cancel_locker(void *arg)
+{
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	res.ret = pthread_mutex_lock(&lmtx);
+	atomic_store(&done, 1);
+	res.err = pthread_mutex_unlock(&lmtx);
+	pthread_testcancel();
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void mutex_cases(const char *c)
+{
+	if (!strcmp(c, "kill_mutex_lock")) {
+		mutex_of_type(PTHREAD_MUTEX_NORMAL);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_lock_recursive")) {
+		mutex_of_type(PTHREAD_MUTEX_RECURSIVE);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_lock_errorcheck")) {
+		mutex_of_type(PTHREAD_MUTEX_ERRORCHECK);
+		kill_lock_wait(L_MUTEX);
+	} else if (!strcmp(c, "kill_mutex_timedlock")) {
+		mutex_of_type(PTHREAD_MUTEX_NORMAL);
+		kill_lock_wait(L_MUTEX_TIMED);
+	} else if (!strcmp(c, "kill_rwlock_rdlock")) {
+		kill_lock_wait(L_RDLOCK);
+	} else if (!strcmp(c, "kill_rwlock_wrlock")) {
+		kill_lock_wait(L_WRLOCK);
+	} else if (!strcmp(c, "kill_rwlock_timedrdlock")) {
+		kill_lock_wait(L_TIMEDRDLOCK);
+	} else if (!strcmp(c, "kill_rwlock_timedwrlock")) {
+		kill_lock_wait(L_TIMEDWRLOCK);
+	} else if (!strcmp(c, "kill_barrier_wait")) {
+		pthread_t t;
+		int mine;
+
+		set_handler(0);
+		PT_OK(pthread_barrier_init(&bar, NULL, 2));
+		t = start(bar_waiter);
+		kill_until(t, &handled); /* while it waits */
+		PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+		usleep(20000);
+		PT_CHECK(!atomic_load(&done)); /* it waits on */
+		mine = pthread_barrier_wait(&bar);
+		PT_OK(pthread_join(t, NULL));
+		/* Both passed, one of them the serial thread. */
+		PT_CHECK((mine == PTHREAD_BARRIER_SERIAL_THREAD && res.ret == 0) ||
+			 (mine == 0 && res.ret == PTHREAD_BARRIER_SERIAL_THREAD));
+		PT_OK(pthread_barrier_destroy(&bar));
+	} else if (!strcmp(c, "cancel_mutex_lock_waits_for_a_cancellation_point")) {
+		pthread_t t;
+		void *v = NULL;
+
+		mutex_of_type(PTHREAD_MUTEX_ERRORCHECK);
+		PT_OK(pthread_mutex_lock(&lmtx));
+		t = start(cancel_locker);
+		PT_OK(pthread_cancel(t));
+		usleep(100000);
+		PT_CHECK(!atomic_load(&done) && atomic_load(&cleaned) == 0);
+		PT_OK(pthread_mutex_unlock(&lmtx));
+		PT_OK(pthread_join(t, &v));
+		PT_CHECK(v == PTHREAD_CANCELED);
+		PT_CHECK(atomic_load(&done) && res.ret == 0 && res.err == 0);
+		PT_CHECK(atomic_load(&cleaned) == 1);
+	} else {
+		fprintf(stderr, "pt_intr: no case %s\n", c);
+		exit(2);
+	}
+}
+
+/* ------------------------------------------------------------------------
+ * Signals sent to the process: the kernel gives one to a thread that does
+ * not block it, even when every thread sleeps or waits; that thread's
+ * wait ends as a signal ends it.  Main blocks the signal, and so do the
+ * threads it makes, but for the one that unblocks it.
+ */
+
+static int proc_sig = SIGUSR1;
+static atomic_int proc_mode; /* 0: nanosleep, 1: sem_timedwait, 2: read */
+
+static void block_proc_sig(int how)
+{
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, proc_sig);
+	PT_OK(pthread_sigmask(how, &s, NULL));
+}
+
+/* The thread that takes the signal: it unblocks it and waits. */
+static void *proc_taker(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+	struct timespec abs = abs_in(CLOCK_REALTIME, WAIT_S);
+	double t0;
+
+	(void)arg;
+	block_proc_sig(SIG_UNBLOCK);
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	if (atomic_load(&proc_mode) == 0) {
+		res.ret = nanosleep(&req, NULL);
+	} else if (atomic_load(&proc_mode) == 1) {
+		res.ret = sem_timedwait(&sem, &abs);
+	} else {
+		char buf[8];
+
+		res.ret = (int)read(pfd[0], buf, sizeof(buf));
+	}
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* One that blocks it and sleeps until cancelled. */
+static void *proc_blocker(void *arg)
+{
+	struct timespec req = { .tv_sec = WAIT_S };
+
+	(void)arg;
+	pthread_cleanup_push(cleanup, NULL);
+	atomic_store(&ready, 1);
+	nanosleep(&req, NULL);
+	pthread_cleanup_pop(0);
+	return NULL;
+}
+
+static void *proc_sender(void *arg)
+{
+	(void)arg;
+	usleep(100000); /* main is in its join by then */
+	PT_OK(kill(getpid(), proc_sig));
+	return NULL;
+}
+
+/*
+ * proc_case - the taker waits, a blocker sleeps; @send sends the signal
+ * to the process while main waits (in a join).  The handler ran once, on
+ * the taker, whose wait ended with EINTR; the blocker slept on.
+ */
+static void proc_case(int sig, int mode, void (*send)(void))
+{
+	pthread_t taker, blocker, sender;
+	void *v = NULL;
+
+	proc_sig = sig;
+	atomic_store(&proc_mode, mode);
+	set_handler_of(sig, 0);
+	block_proc_sig(SIG_BLOCK);
+	blocker = start(proc_blocker);
+	taker = start(proc_taker);
+	send();
+	PT_OK(pthread_join(taker, NULL));
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), taker));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	PT_CHECK(res.took < BOUND_S);
+	PT_CHECK(atomic_load(&cleaned) == 0); /* the blocker sleeps on */
+	PT_OK(pthread_cancel(blocker));
+	PT_OK(pthread_join(blocker, &v));
+	PT_CHECK(v == PTHREAD_CANCELED);
+	(void)sender;
+}
+
+static void send_from_main(void)
+{
+	PT_OK(kill(getpid(), proc_sig));
+}
+
+static void send_from_thread(void)
+{
+	pthread_t t;
+
+	PT_OK(pthread_create(&t, NULL, proc_sender, NULL));
+	PT_OK(pthread_detach(t));
+}
+
+static void send_alarm(void)
+{
+	alarm(1);
+}
+
+static void send_itimer(void)
+{
+	struct itimerval it = { .it_value = { .tv_usec = 200000 } };
+
+	PT_OK(setitimer(ITIMER_REAL, &it, NULL));
+}
+
+/* The unblocker: waits until main has sent the signal, then unblocks it. */
+static void *late_unblocker(void *arg)
+{
+	(void)arg;
+	atomic_store(&ready, 1);
+	while (!atomic_load(&release))
+		usleep(1000);
+	res.err = atomic_load(&handled); /* none ran while all blocked it */
+	block_proc_sig(SIG_UNBLOCK);
+	res.ret = atomic_load(&handled); /* it ran on unblocking */
+	return NULL;
+}
+
+static bool proc_cases(const char *c)
+{
+	if (!strcmp(c, "proc_kill_nanosleep")) {
+		proc_case(SIGUSR1, 0, send_from_main);
+	} else if (!strcmp(c, "proc_kill_from_thread_sem_timedwait")) {
+		proc_case(SIGUSR1, 1, send_from_thread);
+	} else if (!strcmp(c, "proc_kill_from_thread_nanosleep")) {
+		proc_case(SIGUSR1, 0, send_from_thread);
+	} else if (!strcmp(c, "proc_kill_read_pipe")) {
+		PT_OK(pipe(pfd));
+		proc_case(SIGUSR1, 2, send_from_main);
+	} else if (!strcmp(c, "proc_alarm_nanosleep")) {
+		proc_case(SIGALRM, 0, send_alarm);
+	} else if (!strcmp(c, "proc_setitimer_sem_timedwait")) {
+		proc_case(SIGALRM, 1, send_itimer);
+	} else if (!strcmp(c, "proc_kill_all_block_pending_until_unblocked")) {
+		pthread_t t;
+
+		set_handler(0);
+		block_proc_sig(SIG_BLOCK);
+		t = start(late_unblocker);
+		PT_OK(kill(getpid(), SIGUSR1));
+		usleep(100000);
+		atomic_store(&release, 1);
+		PT_OK(pthread_join(t, NULL));
+		PT_CHECK(res.err == 0 && res.ret == 1);
+		PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	} else {
+		return false;
+	}
+	return true;
+}
+
+/* ------------------------------------------------------------------------
  */
 
 static void run(const char *c)
@@ -494,9 +916,8 @@ static void run(const char *c)
 		atomic_store(&release, 1);
 		PT_OK(pthread_join(target, &v));
 		PT_CHECK(v == (void *)42);
-	} else {
-		fprintf(stderr, "pt_intr: no case %s\n", c);
-		exit(2);
+	} else if (!proc_cases(c) && !io_cases(c)) {
+		mutex_cases(c);
 	}
 }
 
