@@ -413,36 +413,35 @@ long kernel_switch(struct act *to)
  */
 
 /*
- * k_decline - @s holds the processor of @c, which blocked holding libsa
- * state: wait until @c is parked and give the processor back to it.
- * Called with @c->kbusy held, which it releases (before it sleeps).
- * Returns the switch's result (0: @s has a processor again), or 1 if @c
- * came back on a processor of its own (ours is then surplus).
+ * k_decline_step - @s holds the processor of @c, which is blocked holding
+ * libsa state: if @c is parked, give the processor back to it; if it
+ * came back on a processor of its own, ours is surplus; else wait a
+ * while.  Called with @c->kbusy held, which it releases unless it waited.
+ * Returns the switch's result (0: @s has a processor again), 1 (surplus),
+ * or -EAGAIN (it waited: look at @c again).
  */
-static long k_decline(struct act *s, struct act *c)
+static long k_decline_step(struct act *s, struct act *c)
 {
-	for (;;) {
-		uint32_t st = kstate(c), t;
+	uint32_t st = kstate(c), t;
 
-		if (st == SA_STATE_PARKED) {
-			atomic_store(&c->kbusy, 0);
-			return kernel_switch(c);
-		}
-		if (st != SA_STATE_BLOCKED) {
-			atomic_store(&c->kbusy, 0);
-			return 1;
-		}
-		/*
-		 * No kernel_poll() here: a claim queues a uthread, under a
-		 * run-queue lock that C may hold while it waits for our
-		 * processor.  The VPs consume the events; an event only
-		 * ends the wait, which then looks at C again.
-		 */
-		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
-		if (kstate(c) != SA_STATE_BLOCKED)
-			continue;
-		k_ctl(SA_CTL_IDLE, t, now_ns() + KDECLINE_POLL_NS);
+	(void)s;
+	if (st == SA_STATE_PARKED) {
+		atomic_store(&c->kbusy, 0);
+		return kernel_switch(c);
 	}
+	if (st != SA_STATE_BLOCKED) {
+		atomic_store(&c->kbusy, 0);
+		return 1;
+	}
+	/*
+	 * No kernel_poll() here: a claim queues a uthread, under a run-queue
+	 * lock that C may hold while it waits for our processor.  The VPs
+	 * consume the events; an event only ends the wait.
+	 */
+	t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+	if (kstate(c) == SA_STATE_BLOCKED)
+		k_ctl(SA_CTL_IDLE, t, now_ns() + KDECLINE_POLL_NS);
+	return -EAGAIN;
 }
 
 /*
@@ -473,17 +472,23 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	return k_takeover_locked(s, c, res);
 }
 
-/* k_takeover_locked - k_takeover() with @c->kbusy held, which it
- * releases. */
+/*
+ * k_takeover_locked - k_takeover() with @c->kbusy held, which it
+ * releases.  A block that cannot be taken over is declined, and looked
+ * at again while the decline waits: C may have come back and blocked
+ * anew, in the uthread's code, meanwhile (a wait for the park of that
+ * block could last as long as the block, with the VP stalled).
+ */
 static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res)
 {
-	struct vp *vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
+	struct vp *vp;
 	struct uthread *cur;
 	uintptr_t ip;
 	bool ok;
 
 	*res = 0;
 	atomic_store(&c->klost, 0);
+again:
 	if (atomic_load(&c->state) == ACT_BLOCKED &&
 	    atomic_load(&c->kclaim) != KCLAIM_SELF) {
 		/*
@@ -500,6 +505,7 @@ static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res)
 	/* Not carrying, or in the middle of handing its VP to a parked
 	 * activation (act_resume_parked()), or ending a block of its own
 	 * (act_unblocked()): it is inside libsa. */
+	vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
 	if (atomic_load(&c->state) != ACT_CARRYING || !vp || READ_ONCE(c->resume) ||
 	    atomic_load_explicit(&vp->act, memory_order_relaxed) != c)
 		goto decline;
@@ -534,7 +540,9 @@ static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res)
 	return vp;
 
 decline:
-	*res = k_decline(s, c);
+	*res = k_decline_step(s, c);
+	if (*res == -EAGAIN)
+		goto again;
 	return NULL;
 }
 
@@ -546,7 +554,7 @@ decline:
  * blocked or parked - a VP's carrier, or a spare that blocked while it
  * dealt with a block - is dealt with as if its block had given us the
  * processor.  Returns the VP to carry, or NULL with *@res as
- * k_decline()'s, or 1 if there is none.
+ * k_decline_step()'s, or 1 if there is none.
  */
 static struct vp *k_stranded(struct act *s, long *res)
 {
