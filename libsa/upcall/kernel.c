@@ -454,22 +454,33 @@ static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res);
 
 static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 {
-	uint32_t z = 0;
-
 	/*
 	 * One spare at a time decides about C's block: two may hold a block
 	 * of C each (C came back on a free processor and blocked again
 	 * before the first had decided), or one a block and one a processor
 	 * C lost.  Both taking the VP would give it two carriers; one
 	 * switching back to C while the other's claim resumes it would
-	 * resume it twice.
+	 * resume it twice.  The second does not wait for the first, which
+	 * may itself be blocked and need its processor (k_stranded()): it
+	 * asks it to look at C again when done (kpending), and its own
+	 * processor is surplus.
 	 */
-	while (!atomic_compare_exchange_strong(&c->kbusy, &z, 1)) {
-		z = 0;
-		k_ctl(SA_CTL_IDLE, __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE),
-		      now_ns() + KRING_POLL_NS);
+	atomic_store(&c->kpending, 1);
+	for (;;) {
+		uint32_t z = 0;
+		struct vp *vp;
+
+		if (!atomic_compare_exchange_strong(&c->kbusy, &z, 1)) {
+			*res = 1;
+			return NULL;
+		}
+		atomic_store(&c->kpending, 0);
+		vp = k_takeover_locked(s, c, res);
+		/* Taken, or our processor went back to C: nothing to look
+		 * at any more.  Surplus: unless asked to look again. */
+		if (vp || *res != 1 || !atomic_load(&c->kpending))
+			return vp;
 	}
-	return k_takeover_locked(s, c, res);
 }
 
 /*
