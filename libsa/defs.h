@@ -582,7 +582,9 @@ struct act {
 	/* the kernel backend's view (upcall/kernel.c) */
 	int kid;                      /* its id in the kernel's group, -1: none */
 	_Atomic uint32_t klost;       /* it blocked with no spare to hand over to */
-	_Atomic uint32_t kclaim;      /* its uthread was made runnable */
+	_Atomic uint32_t kclaim;      /* its block was claimed: KCLAIM_* */
+	_Atomic uint32_t kbusy;       /* a spare decides about its block */
+	_Atomic uint32_t kpending;    /* another block of it waits for that */
 	uint64_t kmb_seq;             /* the last mailbox it acted on */
 	struct uthread *resume;       /* act_resume_parked(): whom it hands on */
 	struct sa_ctx fresh;          /* a context on its own stack */

@@ -143,6 +143,19 @@ static inline void h_env_vps(const char *v)
 		unsetenv("SA_VPS");
 }
 
+/*
+ * h_skip_in_qemu_guest - skip a test that measures time or CPU shares
+ * when it runs in the QEMU guest of tests/kernel (whose init exports
+ * SA_HARNESS_SMP): there the CPU is emulated in software (TCG), and what
+ * such a test measures is the emulator.  @why says what is measured.
+ */
+#define h_skip_in_qemu_guest(why)                                             \
+	do {                                                                  \
+		if (getenv("SA_HARNESS_SMP"))                                 \
+			cr_skip_test("%s: not measurable under QEMU's software " \
+				     "emulation (TCG)", why);                 \
+	} while (0)
+
 /* h_start - start the runtime with @n VPs (0: default with $SA_VPS unset). */
 /*
  * h_init - sa_init(@n).  The kernel backend needs a processor per VP: a

@@ -16,15 +16,15 @@ static _Atomic int reader_done;
 static _Atomic uint64_t other_ran_at;
 static char got;
 
-/* start_blocked - one VP; @emulated_only: the test is about the emulated
- * backend's watchdog (else the kernel backend runs it too). */
-static void start_blocked_on(const char *blocked_us, bool emulated_only)
+/* start_blocked_vps - @vps VPs; @emulated_only: the test is about the
+ * emulated backend's watchdog (else the kernel backend runs it too). */
+static void start_blocked_vps(const char *vps, const char *blocked_us, bool emulated_only)
 {
 	struct sa_stats st;
 
 	if (blocked_us)
 		setenv("SA_BLOCKED_US", blocked_us, 1);
-	h_start_env("1");
+	h_start_env(vps);
 	st = h_stats();
 	if (st.backend == SA_BACKEND_KERNEL && !emulated_only) {
 		cr_assert_eq(pipe(pipefd), 0);
@@ -39,6 +39,12 @@ static void start_blocked_on(const char *blocked_us, bool emulated_only)
 	    access("/proc/self/task", R_OK) != 0)
 		cr_skip_test("no membarrier(PRIVATE_EXPEDITED) or no /proc here");
 	cr_assert_eq(pipe(pipefd), 0);
+}
+
+/* start_blocked_on - start_blocked_vps() with one VP. */
+static void start_blocked_on(const char *blocked_us, bool emulated_only)
+{
+	start_blocked_vps("1", blocked_us, emulated_only);
 }
 
 static void start_blocked(const char *blocked_us)
@@ -194,6 +200,69 @@ Test(blocked, returning_activation_gives_its_vp_back_within_the_bound, .timeout 
 	cr_assert_lt(longest_overlap, 50 * NSEC_PER_MSEC,
 		     "two activations ran the VP's uthreads for %llu ns",
 		     (unsigned long long)longest_overlap);
+}
+
+/*
+ * Churn: pairs of uthreads on two VPs ping-pong through raw read(2) and
+ * write(2), so that carriers block and come back all the time, often at
+ * once on both VPs and with no spare ready, at the same instruction of the
+ * C library, and a uthread that came back goes through libsa (a yield)
+ * between two blocks.  A VP given two carriers, a uthread resumed twice
+ * or never, or a block handled twice crashes or hangs it.
+ */
+enum { CHURN_PAIRS = 4, CHURN_ROUNDS = 300 };
+static int churn_fd[CHURN_PAIRS][2][2]; /* [pair][0: ping, 1: pong][ends] */
+
+static void churn_side(int i, int side)
+{
+	int in = churn_fd[i][!side][0], out = churn_fd[i][side][1];
+	char c = (char)('a' + i);
+
+	for (int r = 0; r < CHURN_ROUNDS; r++) {
+		if (side == 0)
+			UT_CHECK_EQ(syscall(SYS_write, out, &c, 1), 1);
+		UT_CHECK_EQ(syscall(SYS_read, in, &c, 1), 1);
+		UT_CHECK_EQ(c, (char)('a' + i));
+		if (side == 1)
+			UT_CHECK_EQ(syscall(SYS_write, out, &c, 1), 1);
+		if (r % 4 == side)
+			UT_CHECK_EQ(sa_yield(), 0);
+	}
+}
+
+static void *churn_ping(void *arg)
+{
+	churn_side((int)(uintptr_t)arg, 0);
+	return NULL;
+}
+
+static void *churn_pong(void *arg)
+{
+	churn_side((int)(uintptr_t)arg, 1);
+	return NULL;
+}
+
+Test(blocked, hidden_ping_pong_churn_on_two_vps, .timeout = 120)
+{
+	sa_uthread_t t[CHURN_PAIRS][2];
+
+	start_blocked_vps("2", NULL, false);
+	for (int i = 0; i < CHURN_PAIRS; i++) {
+		cr_assert_eq(pipe(churn_fd[i][0]), 0);
+		cr_assert_eq(pipe(churn_fd[i][1]), 0);
+		t[i][1] = h_spawn(churn_pong, (void *)(uintptr_t)i);
+		t[i][0] = h_spawn(churn_ping, (void *)(uintptr_t)i);
+	}
+	for (int i = 0; i < CHURN_PAIRS; i++) {
+		h_join(t[i][0]);
+		h_join(t[i][1]);
+		for (int j = 0; j < 2; j++) {
+			close(churn_fd[i][j][0]);
+			close(churn_fd[i][j][1]);
+		}
+	}
+	assert_no_ut_failures();
+	cr_assert_geq(h_stats().blocked_handoffs, 1u);
 }
 
 static void *late_writer(void *arg)

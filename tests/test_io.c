@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <stddef.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -1534,6 +1535,71 @@ Test(io, pipe_ping_pong_across_two_vps, .timeout = 60)
 		close2(ping[i]);
 		close2(pong[i]);
 	}
+	assert_no_ut_failures();
+}
+
+/*
+ * A worker that the pool starts for an op may finish the op and wake the
+ * uthread before that uthread has parked, while it is still in the C
+ * library's thread creation, where its carrier may block (a page fault
+ * that waits for another thread's mmap()).  The wake waits for the
+ * uthread's switch; the uthread must not meanwhile be queued by the
+ * blocked and unblocked upcalls as well, or it runs twice.  Half of the
+ * reads find their byte at once (early wakes), the other half hold their
+ * workers, so that the pool keeps starting new ones.
+ */
+enum { EARLY_N = 48 };
+static int early_p[EARLY_N][2];
+static _Atomic int early_stop;
+
+static void *early_reader(void *arg)
+{
+	int i = (int)IP(arg);
+	char c = 0;
+
+	UT_CHECK_EQ(sa_read(early_p[i][0], &c, 1), 1);
+	UT_CHECK_EQ(c, 'e');
+	return NULL;
+}
+
+static void *mmap_churn(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&early_stop)) {
+		char *m = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+		if (m == MAP_FAILED)
+			continue;
+		m[0] = 1;
+		munmap(m, 1 << 20);
+	}
+	return NULL;
+}
+
+Test(io, early_wake_from_a_new_pool_worker, .timeout = 60)
+{
+	sa_uthread_t t[EARLY_N];
+	pthread_t churn;
+
+	io_start("2");
+	churn = h_pthread(mmap_churn, NULL);
+	for (int i = 0; i < EARLY_N; i++) {
+		h_pipe(early_p[i]);
+		if (i % 2 == 0)
+			cr_assert_eq(write(early_p[i][1], "e", 1), 1);
+	}
+	for (int i = 0; i < EARLY_N; i++)
+		t[i] = h_spawn(early_reader, UP(i));
+	SA_OK(sa_sleep_ns(10 * NSEC_PER_MSEC));
+	for (int i = 1; i < EARLY_N; i += 2)
+		cr_assert_eq(write(early_p[i][1], "e", 1), 1);
+	for (int i = 0; i < EARLY_N; i++) {
+		h_join(t[i]);
+		close2(early_p[i]);
+	}
+	atomic_store(&early_stop, 1);
+	h_pthread_join(churn);
 	assert_no_ut_failures();
 }
 

@@ -1181,10 +1181,23 @@ static int io_worker_start(struct io_req *r)
 	return 0;
 }
 
-/* io_pool_submit - hand @r to a worker.  False if no worker can ever run it. */
+/*
+ * io_pool_submit - hand @r to a worker.  False if no worker can ever run it.
+ *
+ * A new worker may finish @r and wake the caller before it parks (the
+ * wake waits for its switch: sched_ready() spins on ->on_cpu).  Until
+ * then the caller must not be parted from its VP: were its carrier
+ * handed on while it blocks in thread creation (mmap(), a page fault),
+ * the blocked and unblocked upcalls would queue it as runnable, and the
+ * worker's wake, seeing it off its carrier, would queue it again.  So
+ * the creation is bracketed like any libc call libsa makes with a wake
+ * pending.
+ */
 static bool io_pool_submit(struct io_req *r)
 {
 	struct io_worker *w;
+	struct vp *np;
+	int e;
 
 	spin_lock(&io.lock);
 	w = io.idle;
@@ -1199,7 +1212,10 @@ static bool io_pool_submit(struct io_req *r)
 	if (io.nworkers < IO_POOL_MAX) {
 		io.nworkers++;
 		spin_unlock(&io.lock);
-		if (io_worker_start(r) == 0)
+		np = np_enter();
+		e = io_worker_start(r);
+		np_exit(np);
+		if (e == 0)
 			return true;
 		spin_lock(&io.lock);
 		io.nworkers--;

@@ -510,6 +510,13 @@ struct vp *vp_self_slow(struct vp *v)
 		while (atomic_load(&a->handshake))
 			cpu_relax();
 		if (atomic_load(&a->state) == ACT_BLOCKED) {
+			/* The kernel backend may have resumed it through a
+			 * claim meanwhile: then it carries that VP. */
+			if (upcall_kernel_on && !kernel_self_claim(a)) {
+				v = atomic_load_explicit((_Atomic(struct vp *) *)a->tls_vp,
+							 memory_order_acquire);
+				continue;
+			}
 			if (!__atomic_load_n(&a->unblock_seen, __ATOMIC_RELAXED))
 				__atomic_store_n(&a->unblock_seen, clock_ns(), __ATOMIC_RELAXED);
 			return act_unblocked(a);

@@ -31,6 +31,18 @@
  * until a spare exists (the kernel gives it to the next one that
  * registers, or to C when it unblocks).
  *
+ * One decision per block.  C may come back on a free processor (one the
+ * group lost or gave up) before S has decided, and block again: then two
+ * spares hold a block of C each.  And a spare that finds a lost
+ * processor looks for the block that lost it (k_stranded()).  So a spare
+ * decides about C only while it holds C's kbusy word, and a C whose VP
+ * was taken already (ACT_BLOCKED) is left alone: its uthread is claimed
+ * when it parks, or C ends the block itself (kernel_self_claim(), from
+ * vp_self()) if it runs again first.  kclaim says which of the two won,
+ * so that exactly one party resumes a parked C: the claim's VP, or, for
+ * a C that ended its block itself and then blocked in libsa, the spare
+ * that declines.
+ *
  * unblocked.  A BLOCKED activation whose VP was taken comes back PARKED:
  * the kernel keeps it until the user level switches to it, and posts an
  * event to the ring.  Every VP's idle loop looks at the ring (two loads
@@ -71,6 +83,14 @@
 
 #define KRING_POLL_NS (1000 * 1000ull)
 #define KDECLINE_POLL_NS (10 * 1000 * 1000ull)
+#define KSTART_WAIT_MS 2000
+
+/* act->kclaim: who ends the current block of a VP's former carrier. */
+enum {
+	KCLAIM_NONE = 0,
+	KCLAIM_RING,  /* a VP resumes it (its uthread is UTF_KPARKED) */
+	KCLAIM_SELF,  /* it came back on a processor of its own */
+};
 
 bool upcall_kernel_on;
 
@@ -149,6 +169,17 @@ static int kernel_start(void)
 		close((int)fd);
 		return -EPROTO;
 	}
+	/*
+	 * Asked for by name, wait a while for a grant that is short: the
+	 * allocator shares the CPUs among groups, and another process's
+	 * group may be on its way out (a test that just ended, say).
+	 */
+	for (int i = 0; want && strcmp(want, "kernel") == 0 && i < KSTART_WAIT_MS &&
+	     __atomic_load_n(&h->granted, __ATOMIC_ACQUIRE) < upcall_nvps; i++) {
+		struct timespec ms = { 0, 1000 * 1000 };
+
+		nanosleep(&ms, NULL);
+	}
 	if (h->granted < upcall_nvps) {
 		/* Every VP needs a processor of its own from the start. */
 		if (want && strcmp(want, "kernel") == 0)
@@ -226,10 +257,10 @@ static void kernel_displaced(struct act *a)
 static void k_claim(struct act *c)
 {
 	struct uthread *u;
-	uint32_t z = 0;
+	uint32_t z = KCLAIM_NONE;
 
 	if (atomic_load(&c->state) != ACT_BLOCKED || kstate(c) != SA_STATE_PARKED ||
-	    !atomic_compare_exchange_strong(&c->kclaim, &z, 1))
+	    !atomic_compare_exchange_strong(&c->kclaim, &z, KCLAIM_RING))
 		return;
 	u = c->blocked;
 	u->kact = c;
@@ -237,6 +268,22 @@ static void k_claim(struct act *c)
 	atomic_fetch_sub(&kblocked, 1);
 	atomic_store_explicit(&u->on_cpu, 0, memory_order_release);
 	sched_ready(u);
+}
+
+/**
+ * kernel_self_claim - blocked activation @a (the caller) came back on a
+ * processor of its own, not through a claim: its block is its own to end
+ * (act_unblocked()).  False if a claim was faster, which means that the
+ * claimer's VP resumed @a: its VP pointer says which.
+ */
+bool kernel_self_claim(struct act *a)
+{
+	uint32_t z = KCLAIM_NONE;
+
+	if (!atomic_compare_exchange_strong(&a->kclaim, &z, KCLAIM_SELF))
+		return false;
+	atomic_fetch_sub(&kblocked, 1);
+	return true;
 }
 
 /* k_claim_all - after dropped events: look at every activation. */
@@ -378,28 +425,35 @@ long kernel_switch(struct act *to)
  */
 
 /*
- * k_decline - @s holds the processor of @c, which blocked holding libsa
- * state: wait until @c is parked and give the processor back to it.
- * Returns the switch's result (0: @s has a processor again), or 1 if @c
- * came back on a processor of its own (ours is then surplus).
+ * k_decline_step - @s holds the processor of @c, which is blocked holding
+ * libsa state: if @c is parked, give the processor back to it; if it
+ * came back on a processor of its own, ours is surplus; else wait a
+ * while.  Called with @c->kbusy held, which it releases unless it waited.
+ * Returns the switch's result (0: @s has a processor again), 1 (surplus),
+ * or -EAGAIN (it waited: look at @c again).
  */
-static long k_decline(struct act *s, struct act *c)
+static long k_decline_step(struct act *s, struct act *c)
 {
-	for (;;) {
-		uint32_t st = kstate(c), t;
+	uint32_t st = kstate(c), t;
 
-		if (st == SA_STATE_PARKED) {
-			return kernel_switch(c);
-		}
-		if (st != SA_STATE_BLOCKED) {
-			return 1;
-		}
-		t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
-		kernel_poll();
-		if (kstate(c) != SA_STATE_BLOCKED)
-			continue;
-		k_ctl(SA_CTL_IDLE, t, now_ns() + KDECLINE_POLL_NS);
+	(void)s;
+	if (st == SA_STATE_PARKED) {
+		atomic_store(&c->kbusy, 0);
+		return kernel_switch(c);
 	}
+	if (st != SA_STATE_BLOCKED) {
+		atomic_store(&c->kbusy, 0);
+		return 1;
+	}
+	/*
+	 * No kernel_poll() here: a claim queues a uthread, under a run-queue
+	 * lock that C may hold while it waits for our processor.  The VPs
+	 * consume the events; an event only ends the wait.
+	 */
+	t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+	if (kstate(c) == SA_STATE_BLOCKED)
+		k_ctl(SA_CTL_IDLE, t, now_ns() + KDECLINE_POLL_NS);
+	return -EAGAIN;
 }
 
 /*
@@ -408,17 +462,73 @@ static long k_decline(struct act *s, struct act *c)
  * Returns the VP for @s to carry, or NULL (declined; @s is a spare again
  * or holds a processor with a new mailbox: look again).
  */
+static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res);
+
 static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 {
-	struct vp *vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
+	/*
+	 * One spare at a time decides about C's block: two may hold a block
+	 * of C each (C came back on a free processor and blocked again
+	 * before the first had decided), or one a block and one a processor
+	 * C lost.  Both taking the VP would give it two carriers; one
+	 * switching back to C while the other's claim resumes it would
+	 * resume it twice.  The second does not wait for the first, which
+	 * may itself be blocked and need its processor (k_stranded()): it
+	 * asks it to look at C again when done (kpending), and its own
+	 * processor is surplus.
+	 */
+	atomic_store(&c->kpending, 1);
+	for (;;) {
+		uint32_t z = 0;
+		struct vp *vp;
+
+		if (!atomic_compare_exchange_strong(&c->kbusy, &z, 1)) {
+			*res = 1;
+			return NULL;
+		}
+		atomic_store(&c->kpending, 0);
+		vp = k_takeover_locked(s, c, res);
+		/* Taken, or our processor went back to C: nothing to look
+		 * at any more.  Surplus: unless asked to look again. */
+		if (vp || *res != 1 || !atomic_load(&c->kpending))
+			return vp;
+	}
+}
+
+/*
+ * k_takeover_locked - k_takeover() with @c->kbusy held, which it
+ * releases.  A block that cannot be taken over is declined, and looked
+ * at again while the decline waits: C may have come back and blocked
+ * anew, in the uthread's code, meanwhile (a wait for the park of that
+ * block could last as long as the block, with the VP stalled).
+ */
+static struct vp *k_takeover_locked(struct act *s, struct act *c, long *res)
+{
+	struct vp *vp;
 	struct uthread *cur;
 	uintptr_t ip;
 	bool ok;
 
 	*res = 0;
 	atomic_store(&c->klost, 0);
+again:
+	if (atomic_load(&c->state) == ACT_BLOCKED &&
+	    atomic_load(&c->kclaim) != KCLAIM_SELF) {
+		/*
+		 * Its VP was taken at an earlier block, and C came back on
+		 * a free processor and blocked again before it learnt so:
+		 * its uthread is claimed when it parks (or C ends the block
+		 * itself if it comes back on a free processor again).  Our
+		 * processor is one more than the VPs need.
+		 */
+		atomic_store(&c->kbusy, 0);
+		*res = 1;
+		return NULL;
+	}
 	/* Not carrying, or in the middle of handing its VP to a parked
-	 * activation (act_resume_parked()): it is inside libsa. */
+	 * activation (act_resume_parked()), or ending a block of its own
+	 * (act_unblocked()): it is inside libsa. */
+	vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
 	if (atomic_load(&c->state) != ACT_CARRYING || !vp || READ_ONCE(c->resume) ||
 	    atomic_load_explicit(&vp->act, memory_order_relaxed) != c)
 		goto decline;
@@ -443,16 +553,19 @@ static struct vp *k_takeover(struct act *s, struct act *c, long *res)
 	}
 	/* A new block: its uthread may be claimed once (k_claim()); reset
 	 * only here, so that no late claimer of the last block sees 0. */
-	atomic_store(&c->kclaim, 0);
+	atomic_store(&c->kclaim, KCLAIM_NONE);
 	act_takeover_commit(c);
 	atomic_fetch_add(&kblocked, 1);
 	smp_mb(); /* ACT_BLOCKED before the look at the kernel state */
+	atomic_store(&c->kbusy, 0);
 	k_claim(c); /* parked already: its unblocked event may be gone */
 	k_spare_request(); /* one spare fewer */
 	return vp;
 
 decline:
-	*res = k_decline(s, c);
+	*res = k_decline_step(s, c);
+	if (*res == -EAGAIN)
+		goto again;
 	return NULL;
 }
 
@@ -464,7 +577,7 @@ decline:
  * blocked or parked - a VP's carrier, or a spare that blocked while it
  * dealt with a block - is dealt with as if its block had given us the
  * processor.  Returns the VP to carry, or NULL with *@res as
- * k_decline()'s, or 1 if there is none.
+ * k_decline_step()'s, or 1 if there is none.
  */
 static struct vp *k_stranded(struct act *s, long *res)
 {

@@ -103,6 +103,7 @@ void kernel_kick(struct vp *vp);
 void kernel_quiet(struct vp *vp, bool on);
 uint64_t kernel_ring_deadline(uint64_t deadline);
 long kernel_switch(struct act *to);
+bool kernel_self_claim(struct act *a);
 void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
 		       bool prev_dies);
 void act_carry_parked(struct act *c, struct vp *vp);
