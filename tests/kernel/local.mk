@@ -24,12 +24,17 @@ KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
 # and not all of it passes yet: see the README); check-kernel-backend runs
 # the suites that mostly do (not reliably yet, so CI does not run it).
 CHECK_KERNEL_ONLY = selftests
+# Then the selftests' stress tests alone for CHECK_KERNEL_STRESS seconds
+# each, a step of its own: many activations blocking and unblocking at
+# random with the processor invariant checked throughout (0: none).
+CHECK_KERNEL_STRESS = 60
 KERNEL_BACKEND_TESTS = tests/test_mutex tests/test_cond \
 	tests/test_sem tests/test_rwlock tests/test_sched tests/test_blocked \
 	tests/test_barrier_once tests/test_stack tests/test_runtime
 
 check-kernel: all
 	$(top_srcdir)/tests/kernel/check-kernel --only $(CHECK_KERNEL_ONLY) \
+		--stress $(CHECK_KERNEL_STRESS) \
 		--libsa-build $(abs_top_builddir) --log-dir $(KERNEL_LOGS) \
 		$(CHECK_KERNEL_FLAGS)
 
