@@ -17,6 +17,13 @@ EXTRA_DIST += \
 	tests/kernel/sa-debug.fragment \
 	tests/kernel/bench/pingpong.c
 
+# The guest benchmark of libsa itself (check-kernel --only bench runs it):
+# built with the tests so that it keeps compiling, never run by make check.
+check_PROGRAMS += tests/kernel/bench-blocking
+tests_kernel_bench_blocking_SOURCES = tests/kernel/bench-blocking.c
+tests_kernel_bench_blocking_CFLAGS = $(AM_CFLAGS) -O2
+tests_kernel_bench_blocking_LDADD = libsa.la
+
 CHECK_KERNEL_FLAGS =
 KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
 # What the guest runs: the series' selftests.  CHECK_KERNEL_ONLY=all adds
@@ -43,7 +50,7 @@ check-kernel-backend: all
 		--only libsa --libsa-build $(abs_top_builddir) \
 		--log-dir $(abs_top_builddir)/tests/kernel/logs-backend $(CHECK_KERNEL_FLAGS)
 
-bench-kernel:
+bench-kernel: all
 	$(top_srcdir)/tests/kernel/bench-kernel \
 		--log-dir $(abs_top_builddir)/tests/kernel/bench-logs \
 		$(CHECK_KERNEL_FLAGS)
