@@ -17,6 +17,13 @@ EXTRA_DIST += \
 	tests/kernel/sa-debug.fragment \
 	tests/kernel/bench/pingpong.c
 
+# The guest benchmark of libsa itself (check-kernel --only bench runs it):
+# built with the tests so that it keeps compiling, never run by make check.
+check_PROGRAMS += tests/kernel/bench-blocking
+tests_kernel_bench_blocking_SOURCES = tests/kernel/bench-blocking.c
+tests_kernel_bench_blocking_CFLAGS = $(AM_CFLAGS) -O2
+tests_kernel_bench_blocking_LDADD = libsa.la
+
 CHECK_KERNEL_FLAGS =
 KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
 # What the guest runs: the series' selftests.  CHECK_KERNEL_ONLY=all adds
@@ -28,6 +35,10 @@ KERNEL_LOGS = $(abs_top_builddir)/tests/kernel/logs
 # (h_skip_in_qemu_guest()): under software emulation they would measure
 # the emulator.
 CHECK_KERNEL_ONLY = selftests
+# Then the selftests' stress tests alone for CHECK_KERNEL_STRESS seconds
+# each, a step of its own: many activations blocking and unblocking at
+# random with the processor invariant checked throughout (0: none).
+CHECK_KERNEL_STRESS = 60
 KERNEL_BACKEND_TESTS = tests/test_runtime tests/test_uthread tests/test_keys \
 	tests/test_sched tests/test_mutex tests/test_cond tests/test_rwlock \
 	tests/test_sem tests/test_barrier_once tests/test_stack tests/test_stress \
@@ -36,6 +47,7 @@ KERNEL_BACKEND_TESTS = tests/test_runtime tests/test_uthread tests/test_keys \
 
 check-kernel: all
 	$(top_srcdir)/tests/kernel/check-kernel --only $(CHECK_KERNEL_ONLY) \
+		--stress $(CHECK_KERNEL_STRESS) \
 		--libsa-build $(abs_top_builddir) --log-dir $(KERNEL_LOGS) \
 		$(CHECK_KERNEL_FLAGS)
 
@@ -44,7 +56,7 @@ check-kernel-backend: all
 		--only libsa --libsa-build $(abs_top_builddir) \
 		--log-dir $(abs_top_builddir)/tests/kernel/logs-backend $(CHECK_KERNEL_FLAGS)
 
-bench-kernel:
+bench-kernel: all
 	$(top_srcdir)/tests/kernel/bench-kernel \
 		--log-dir $(abs_top_builddir)/tests/kernel/bench-logs \
 		$(CHECK_KERNEL_FLAGS)
