@@ -1203,6 +1203,45 @@ Test(io, openat_file_as_dir_enotdir, .timeout = 10)
 	close(fd);
 }
 
+/* A uthread that waits in sa_read() on @arg's read end until data comes. */
+static void *read_one(void *arg)
+{
+	char c;
+
+	UT_CHECK(sa_read(*(int *)arg, &c, 1) == 1);
+	return NULL;
+}
+
+/*
+ * The second close of a descriptor must fail even when the pool starts a
+ * worker for it: with two workers busy in reads, each close needs a new
+ * one, whose own descriptor must not take the number just closed.
+ */
+Test(io, close_twice_ebadf_while_workers_start, .timeout = 10)
+{
+	int a[2], b[2], p[2];
+	sa_uthread_t ta, tb;
+
+	io_start("2");
+	h_pipe(a);
+	h_pipe(b);
+	h_pipe(p);
+	ta = h_spawn(read_one, &a[0]);
+	sa_sleep_ns(10 * 1000 * 1000);
+	SA_OK(sa_close(p[0]));
+	tb = h_spawn(read_one, &b[0]);
+	sa_sleep_ns(10 * 1000 * 1000);
+	SA_ERR(sa_close(p[0]), -EBADF);
+	cr_assert_eq(write(a[1], "x", 1), 1);
+	cr_assert_eq(write(b[1], "x", 1), 1);
+	h_join(ta);
+	h_join(tb);
+	assert_no_ut_failures();
+	close2(a);
+	close2(b);
+	close(p[1]);
+}
+
 Test(io, close_twice_ebadf, .timeout = 10)
 {
 	int p[2];

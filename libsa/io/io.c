@@ -1143,6 +1143,25 @@ static void *io_worker_main(void *arg)
 	return NULL;
 }
 
+/*
+ * io_fd_high - @fd moved to a number at or above IO_FD_HIGH if there is
+ * one, the number to use.  A worker starts in the middle of the program's
+ * calls: with the lowest free number its eventfd would take the number of
+ * a descriptor the program just closed, and the program's second close of
+ * it (which must fail with EBADF) would close the worker's.
+ */
+#define IO_FD_HIGH 512
+
+static int io_fd_high(int fd)
+{
+	int hi = fcntl(fd, F_DUPFD_CLOEXEC, IO_FD_HIGH);
+
+	if (hi < 0)
+		return fd;
+	close(fd);
+	return hi;
+}
+
 /* io_worker_start - a new worker whose first job is @r.  0 or -errno. */
 static int io_worker_start(struct io_req *r)
 {
@@ -1160,6 +1179,7 @@ static int io_worker_start(struct io_req *r)
 		free(w);
 		return -EMFILE;
 	}
+	w->efd = io_fd_high(w->efd);
 	pthread_attr_init(&a);
 	pthread_attr_setstacksize(&a, IO_WORKER_STACK);
 	pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
