@@ -702,19 +702,6 @@ static void *proc_taker(void *arg)
 	return NULL;
 }
 
-/* One that blocks it and sleeps until cancelled. */
-static void *proc_blocker(void *arg)
-{
-	struct timespec req = { .tv_sec = WAIT_S };
-
-	(void)arg;
-	pthread_cleanup_push(cleanup, NULL);
-	atomic_store(&ready, 1);
-	nanosleep(&req, NULL);
-	pthread_cleanup_pop(0);
-	return NULL;
-}
-
 static void *proc_sender(void *arg)
 {
 	(void)arg;
@@ -737,7 +724,9 @@ static void proc_case(int sig, int mode, void (*send)(void))
 	atomic_store(&proc_mode, mode);
 	set_handler_of(sig, 0);
 	block_proc_sig(SIG_BLOCK);
-	blocker = start(proc_blocker);
+	/* It inherits the mask that blocks the signal, and sleeps until
+	 * cancelled. */
+	blocker = start(cancel_sleeper);
 	taker = start(proc_taker);
 	send();
 	PT_OK(pthread_join(taker, NULL));
