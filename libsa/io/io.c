@@ -1605,19 +1605,35 @@ SA_EXPORT ssize_t sa_sendmsg(int fd, const struct msghdr *msg, int flags)
 	return io_write_full(&r, flags & MSG_DONTWAIT);
 }
 
-SA_EXPORT int sa_openat(int dirfd, const char *path, int flags, mode_t mode)
+/**
+ * io_open_may_wait - an open of @path with @flags may wait for something
+ * else (a FIFO's other end, a device's line), as it must unless
+ * O_NONBLOCK.  One stat of the path.
+ */
+bool io_open_may_wait(int dirfd, const char *path, int flags)
 {
-	struct io_req r = { .op = IOP_OPENAT, .fd = dirfd, .buf = (void *)path,
-			    .flags = flags, .mode = mode, .off = -1 };
 	struct stat st;
 
-	/* A FIFO's or a device's open may wait for something else (the
-	 * other end, a line) and must, unless O_NONBLOCK: see io_prep(). */
-	if (!(flags & O_NONBLOCK) &&
-	    fstatat(dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) == 0 &&
-	    (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode)))
-		r.async = true;
+	return !(flags & O_NONBLOCK) &&
+	       fstatat(dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) == 0 &&
+	       (S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode));
+}
+
+/**
+ * io_openat - sa_openat() once the caller knows whether the open may
+ * wait (@waits: in the kernel's worker, see io_prep()).
+ */
+int io_openat(int dirfd, const char *path, int flags, mode_t mode, bool waits)
+{
+	struct io_req r = { .op = IOP_OPENAT, .fd = dirfd, .buf = (void *)path,
+			    .flags = flags, .mode = mode, .off = -1, .async = waits };
+
 	return (int)io_call(&r);
+}
+
+SA_EXPORT int sa_openat(int dirfd, const char *path, int flags, mode_t mode)
+{
+	return io_openat(dirfd, path, flags, mode, io_open_may_wait(dirfd, path, flags));
 }
 
 SA_EXPORT int sa_close(int fd)

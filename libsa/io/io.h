@@ -58,6 +58,8 @@ void io_kick(struct vp *vp);
 
 int io_futex_wait(_Atomic uint32_t *w, uint32_t val, bool private, uint64_t deadline);
 int io_fdatasync(int fd);
+bool io_open_may_wait(int dirfd, const char *path, int flags);
+int io_openat(int dirfd, const char *path, int flags, mode_t mode, bool waits);
 void io_set_intr_hook(bool (*hook)(void));
 void io_sock_timeo_lazy(void);
 void io_sock_timeo_note(void);

@@ -54,7 +54,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
-#include <sys/stat.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/socket.h>
@@ -227,15 +226,11 @@ static __always_inline bool open_has_mode(int flags)
  */
 static int open_at(int dirfd, const char *path, int flags, mode_t mode)
 {
-	struct stat st;
-
-	if (!on_uthread() || (flags & O_NONBLOCK) ||
-	    fstatat(dirfd, path, &st, (flags & O_NOFOLLOW) ? AT_SYMLINK_NOFOLLOW : 0) < 0 ||
-	    !(S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode))) {
+	if (!on_uthread() || !io_open_may_wait(dirfd, path, flags)) {
 		preload_testcancel(); /* a cancellation point all the same */
 		return preload_real.openat(dirfd, path, flags, mode);
 	}
-	WAIT_CALL(sa_openat(dirfd, path, flags, mode));
+	WAIT_CALL(io_openat(dirfd, path, flags, mode, true));
 }
 
 SA_EXPORT int openat(int dirfd, const char *path, int flags, ...)
