@@ -510,6 +510,7 @@ struct vp {
 	_Atomic uint32_t parked;      /* on the idle list */
 	struct vp *idle_next;         /* idle list link, under rt.idle_lock */
 	_Atomic uint32_t park_ring;   /* parks in its io_uring, not the futex */
+	_Atomic uint32_t dormant;     /* VPD_*: it has no processor (kernel.c) */
 
 	/* line 3: timers */
 	spinlock_t timer_lock __cacheline_aligned;
@@ -542,6 +543,17 @@ struct vp {
 	struct act *_Atomic act;      /* the activation carrying this VP */
 	void *kfs;                    /* the carrier's own thread pointer */
 } __cacheline_aligned;
+
+/*
+ * vp->dormant: with the kernel backend the group may hold fewer processors
+ * than there are VPs (the kernel divides the CPUs among processes), and a
+ * VP without one runs nothing until it gets one (upcall/kernel.c).
+ */
+enum {
+	VPD_ACTIVE = 0, /* carried by a running activation */
+	VPD_FREE,       /* no carrier: the next free processor takes it */
+	VPD_TAKEN,      /* its carrier lost its processor where it stood */
+};
 
 /*
  * struct act - an activation: a kernel thread that can carry a VP
@@ -585,6 +597,7 @@ struct act {
 	_Atomic uint32_t kclaim;      /* its block was claimed: KCLAIM_* */
 	_Atomic uint32_t kbusy;       /* a spare decides about its block */
 	_Atomic uint32_t kpending;    /* another block of it waits for that */
+	_Atomic uint32_t ktaken;      /* parked without a processor: resume it */
 	uint64_t kmb_seq;             /* the last mailbox it acted on */
 	struct uthread *resume;       /* act_resume_parked(): whom it hands on */
 	struct sa_ctx fresh;          /* a context on its own stack */
@@ -635,6 +648,7 @@ struct runtime {
 	uint32_t nspares;
 	_Atomic uint64_t acts_made, blocked_handoffs, unblocks;
 	_Atomic uint64_t unblock_max_ns;
+	_Atomic uint64_t procs_taken, procs_added; /* kernel.c */
 };
 
 enum { RT_OFF = 0, RT_STARTING, RT_RUNNING, RT_FAILED };
@@ -881,6 +895,8 @@ void sched_set_prio(struct uthread *ut, int prio);
 void sched_finish_switch(void);
 void sched_idle_loop(struct vp *vp);
 void sched_wake_all_idle(void);
+struct vp *sched_vp_awake(struct vp *vp);
+void sched_vp_dormant(struct vp *vp, uint32_t how);
 void sched_vp_init(struct vp *vp, unsigned index);
 
 /* Sanitizer fiber annotations: stubs unless built with sanitizers. */

@@ -42,11 +42,19 @@ void sa_panic(const char *fmt, ...)
 	abort();
 }
 
+#define SPIN_HELP_MASK ((1u << 14) - 1)
+
 void __spin_lock_slow(spinlock_t *l)
 {
 	for (;;) {
-		while (atomic_load_explicit(l, memory_order_relaxed))
+		unsigned n = 0;
+
+		while (atomic_load_explicit(l, memory_order_relaxed)) {
 			cpu_relax();
+			/* The holder may have lost its processor (kernel.c). */
+			if (unlikely(upcall_kernel_on) && !(++n & SPIN_HELP_MASK))
+				kernel_spin_help();
+		}
 		if (spin_trylock(l))
 			return;
 	}
@@ -107,7 +115,12 @@ static void vp0_idle_entry(void)
 {
 	san_switch_end(vp_self()->idle);
 	sched_finish_switch();
-	sched_upcall_add_processor(vp_self());
+	struct vp *vp = vp_self();
+
+	sched_upcall_add_processor(vp);
+	/* The kernel backend's VPs may be given up for another. */
+	if (upcall_kernel_on && !atomic_load(&rt.stopping))
+		act_give_up(act_self(), vp);
 	sa_panic("VP 0's idle loop returned");
 }
 
@@ -128,7 +141,7 @@ static void rt_shutdown(void)
 			"preempt_skipped=%llu cs_recoveries=%llu activations=%llu "
 			"blocked_handoffs=%llu unblocks=%llu unblock_max_ns=%llu "
 			"io_backend=%s io_ops=%llu io_completions=%llu io_submits=%llu "
-			"io_fallback_ops=%llu\n",
+			"io_fallback_ops=%llu procs_taken=%llu procs_added=%llu\n",
 			(unsigned long long)st.nvps, (unsigned long long)st.spawned,
 			(unsigned long long)st.exited, (unsigned long long)st.live,
 			(unsigned long long)st.switches, (unsigned long long)st.next_handoffs,
@@ -144,7 +157,8 @@ static void rt_shutdown(void)
 			(unsigned long long)st.unblock_max_ns,
 			st.io_backend == SA_IO_BACKEND_URING ? "uring" : "threads",
 			(unsigned long long)st.io_ops, (unsigned long long)st.io_completions,
-			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops);
+			(unsigned long long)st.io_submits, (unsigned long long)st.io_fallback_ops,
+			(unsigned long long)st.procs_taken, (unsigned long long)st.procs_added);
 	atomic_store(&rt.stopping, 1);
 	/* The kernel backend dissolves its group: with the VPs stopping,
 	 * nobody would resume a thread the kernel parked, and the exiting

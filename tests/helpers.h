@@ -157,29 +157,11 @@ static inline void h_env_vps(const char *v)
 	} while (0)
 
 /* h_start - start the runtime with @n VPs (0: default with $SA_VPS unset). */
-/*
- * h_init - sa_init(@n).  The kernel backend needs a processor per VP: a
- * test that asks for more VPs than the kernel grants is skipped when that
- * backend is forced (the guest of tests/kernel runs the suite so).
- */
+/* h_init - sa_init(@n).  With the kernel backend the VPs may outnumber
+ * the processors the kernel grants: those wait for one (dormant). */
 static inline void h_init(unsigned n)
 {
-	const char *b = getenv("SA_BACKEND");
-	int r = sa_init(n);
-
-	if (r == -EBUSY && b && strcmp(b, "kernel") == 0)
-		cr_skip_test("the kernel backend grants fewer processors than the VPs asked for");
-	SA_OK(r);
-}
-
-/* h_kernel_vps - skip, as h_init() would, if the kernel backend is
- * forced and @n VPs are more than the online CPUs it can grant. */
-static inline void h_kernel_vps(unsigned n)
-{
-	const char *b = getenv("SA_BACKEND");
-
-	if (b && strcmp(b, "kernel") == 0 && n > (unsigned)sysconf(_SC_NPROCESSORS_ONLN))
-		cr_skip_test("the kernel backend grants fewer processors than %u VPs", n);
+	SA_OK(sa_init(n));
 }
 
 static inline void h_start(unsigned n)

@@ -1,10 +1,14 @@
 /* test_blocked.c - the blocked and unblocked upcalls: hidden blocking system calls */
 #include <linux/membarrier.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "helpers.h"
 
 #include <criterion/redirect.h>
+
+#include "../libsa/upcall/sa_abi.h"
 
 /*
  * Every test blocks a uthread in a raw read(2) of a pipe, which libsa
@@ -297,4 +301,201 @@ Test(blocked, malformed_bound_is_rejected, .timeout = 10, .init = cr_redirect_st
 {
 	setenv("SA_BLOCKED_US", "soon", 1);
 	SA_ERR(sa_init(1), -EINVAL);
+}
+
+/* ---- Fewer processors than VPs (kernel backend) ---- */
+
+/*
+ * The kernel divides the CPUs among the processes that use activations.
+ * A rival process whose group asks for every CPU takes half of them from
+ * us; while it holds its group our VPs outnumber our processors, and the
+ * VPs without one must lose nothing: their uthreads run elsewhere.
+ */
+struct rival {
+	_Atomic uint32_t cycles;  /* groups made and freed */
+	_Atomic uint32_t stop;
+	_Atomic uint32_t holding; /* a group exists now */
+};
+
+static struct rival *rival;
+
+static void skip_unless_kernel_backend(void)
+{
+	const char *b = getenv("SA_BACKEND");
+
+	if (!b || strcmp(b, "kernel") != 0)
+		cr_skip_test("needs the kernel backend (the QEMU guest of tests/kernel)");
+}
+
+/* rival_start - fork the rival: it holds a group asking for every CPU for
+ * @hold_ms, frees it for @gap_ms, and so on (@gap_ms 0: holds it until
+ * told to stop). */
+static pid_t rival_start(unsigned hold_ms, unsigned gap_ms)
+{
+	pid_t pid;
+
+	rival = mmap(NULL, sizeof(*rival), PROT_READ | PROT_WRITE,
+		     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	cr_assert_neq(rival, MAP_FAILED);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		struct sa_params p = { .max_acts = 4, .processors = 0 };
+
+		while (!atomic_load(&rival->stop) && getppid() != 1) {
+			long fd = syscall(SA_NR_CREATE, &p, sizeof(p));
+
+			if (fd < 0)
+				_exit(2);
+			atomic_store(&rival->holding, 1);
+			h_os_sleep_ns(hold_ms * NSEC_PER_MSEC);
+			while (!gap_ms && !atomic_load(&rival->stop) && getppid() != 1)
+				h_os_sleep_ns(NSEC_PER_MSEC);
+			close((int)fd);
+			atomic_store(&rival->holding, 0);
+			atomic_fetch_add(&rival->cycles, 1);
+			h_os_sleep_ns(gap_ms * NSEC_PER_MSEC);
+		}
+		_exit(0);
+	}
+	return pid;
+}
+
+static void rival_end(pid_t pid)
+{
+	int st;
+
+	atomic_store(&rival->stop, 1);
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the rival failed: %#x", st);
+}
+
+/* wait_stats - poll until @ok(stats) or 5 s; the last stats. */
+static struct sa_stats wait_stats(bool (*ok)(const struct sa_stats *))
+{
+	uint64_t until = h_mono() + 5 * NSEC_PER_SEC_;
+	struct sa_stats st = h_stats();
+
+	while (!ok(&st) && h_mono() < until) {
+		SA_OK(sa_sleep_ns(NSEC_PER_MSEC));
+		st = h_stats();
+	}
+	return st;
+}
+
+static bool some_dormant(const struct sa_stats *st)
+{
+	return st->vps_dormant > 0;
+}
+
+static bool none_dormant(const struct sa_stats *st)
+{
+	return st->vps_dormant == 0 && st->procs_added > 0;
+}
+
+static sa_mutex_t count_lock = SA_MUTEX_INITIALIZER;
+static uint64_t count;
+static _Atomic int keep_going;
+
+enum { COUNTERS = 8, COUNTS = 3000 };
+
+/* counter - COUNTS locked increments, yielding between them; then on
+ * while keep_going. */
+static void *counter(void *arg)
+{
+	uint64_t *mine = arg;
+
+	for (int i = 0; i < COUNTS || atomic_load(&keep_going); i++) {
+		UT_CHECK_EQ(sa_mutex_lock(&count_lock), 0);
+		count++;
+		UT_CHECK_EQ(sa_mutex_unlock(&count_lock), 0);
+		(*mine)++;
+		if (i % 4 == 0)
+			UT_CHECK_EQ(sa_yield(), 0);
+	}
+	return NULL;
+}
+
+static uint64_t mine[COUNTERS];
+
+static uint64_t mine_total(void)
+{
+	uint64_t t = 0;
+
+	for (int i = 0; i < COUNTERS; i++)
+		t += mine[i];
+	return t;
+}
+
+Test(blocked, vps_outnumber_processors_from_the_start, .timeout = 120)
+{
+	unsigned n = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	sa_uthread_t c[COUNTERS], r;
+	struct sa_stats st;
+	char nv[16];
+	pid_t pid;
+
+	skip_unless_kernel_backend();
+	if (n < 2)
+		cr_skip_test("needs two CPUs to divide");
+	pid = rival_start(0, 0);
+	while (!atomic_load(&rival->holding))
+		h_os_sleep_ns(NSEC_PER_MSEC);
+	snprintf(nv, sizeof(nv), "%u", n);
+	start_blocked_vps(nv, NULL, false);
+	st = wait_stats(some_dormant);
+	cr_assert_gt(st.vps_dormant, 0u, "every VP has a processor with the rival there");
+	/* Everything runs: counters on every VP, and a raw read. */
+	for (int i = 0; i < COUNTERS; i++)
+		c[i] = h_spawn(counter, &mine[i]);
+	r = h_spawn(hidden_reader, NULL);
+	SA_OK(sa_sleep_ns(20 * NSEC_PER_MSEC));
+	cr_assert_eq(write(pipefd[1], "x", 1), 1);
+	h_join(r);
+	for (int i = 0; i < COUNTERS; i++)
+		h_join(c[i]);
+	assert_no_ut_failures();
+	cr_assert_eq(count, (uint64_t)COUNTERS * COUNTS);
+	cr_assert_eq(got, 'x');
+	/* The rival leaves: the kernel adds its processors to ours. */
+	rival_end(pid);
+	st = wait_stats(none_dormant);
+	cr_assert_eq(st.vps_dormant, 0u, "VPs still without a processor");
+	cr_assert_gt(st.procs_added, 0u);
+}
+
+Test(blocked, processors_taken_and_given_back_while_busy, .timeout = 180)
+{
+	unsigned n = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	sa_uthread_t c[COUNTERS];
+	struct sa_stats st;
+	uint64_t until;
+	char nv[16];
+	pid_t pid;
+
+	skip_unless_kernel_backend();
+	if (n < 2)
+		cr_skip_test("needs two CPUs to divide");
+	snprintf(nv, sizeof(nv), "%u", n);
+	start_blocked_vps(nv, NULL, false);
+	atomic_store(&keep_going, 1);
+	for (int i = 0; i < COUNTERS; i++)
+		c[i] = h_spawn(counter, &mine[i]);
+	/* The rival comes and goes: processors are taken from busy VPs,
+	 * wherever they are (in libsa's locks too), and given back. */
+	pid = rival_start(20, 20);
+	until = h_mono() + 60 * NSEC_PER_SEC_;
+	while (atomic_load(&rival->cycles) < 8 && h_mono() < until)
+		SA_OK(sa_sleep_ns(5 * NSEC_PER_MSEC));
+	rival_end(pid);
+	atomic_store(&keep_going, 0);
+	for (int i = 0; i < COUNTERS; i++)
+		h_join(c[i]);
+	assert_no_ut_failures();
+	cr_assert_geq(atomic_load(&rival->cycles), 8u);
+	cr_assert_eq(count, mine_total(), "lost increments: %lu of %lu",
+		     (unsigned long)count, (unsigned long)mine_total());
+	st = wait_stats(none_dormant);
+	cr_assert_gt(st.procs_taken, 0u, "the kernel never took a processor");
+	cr_assert_eq(st.vps_dormant, 0u, "VPs still without a processor");
 }

@@ -48,7 +48,6 @@ Test(runtime, init_max_accepted, .timeout = 20)
 	int r;
 
 	h_env_vps(NULL);
-	h_kernel_vps(SA_VPS_MAX);
 	r = sa_init(SA_VPS_MAX);
 	if (r == -EAGAIN || r == -ENOMEM)
 		cr_skip_test("cannot create %d kernel threads here (%d)",
@@ -195,7 +194,6 @@ Test(runtime, vp_self_in_range_in_uthreads, .timeout = 10)
 	unsigned nvps;
 
 	h_env_vps("3");
-	h_kernel_vps(3);
 	nvps = sa_nvps();
 	cr_assert_eq(nvps, 3u);
 	for (int i = 0; i < N; i++) {

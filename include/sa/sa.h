@@ -648,6 +648,11 @@ struct sa_stats {
 	uint64_t io_completions; /* their completions harvested */
 	uint64_t io_submits;    /* io_uring_enter calls that submitted a batch */
 	uint64_t io_fallback_ops; /* operations run by the thread-pool fallback */
+	/* processor changes, kernel backend (fields added in 0.2; check @size) */
+	uint64_t procs_taken;   /* processors the kernel took back from the
+				 * process (another process wanted them) */
+	uint64_t procs_added;   /* processors the kernel added after the start */
+	uint64_t vps_dormant;   /* VPs without a processor now */
 };
 
 /* Upcall backends (sa_stats.backend, sa_backend()). */

@@ -528,6 +528,8 @@ void sched_ready(struct uthread *ut)
 	if (unlikely(!vp)) {
 		struct vp *target = READ_ONCE(ut->vp) ? READ_ONCE(ut->vp) : &rt.vps[0];
 
+		if (unlikely(atomic_load_explicit(&target->dormant, memory_order_relaxed)))
+			target = sched_vp_awake(target);
 		spin_lock(&target->rq_lock);
 		rq_push_tail_locked(target, ut);
 		spin_unlock(&target->rq_lock);
@@ -557,7 +559,7 @@ void sched_ready_new(struct uthread *ut)
 	if (unlikely(!vp)) {
 		uint32_t i = atomic_fetch_add(&rt.spawn_rr, 1) % rt.nvps;
 
-		WRITE_ONCE(ut->vp, &rt.vps[i]);
+		WRITE_ONCE(ut->vp, sched_vp_awake(&rt.vps[i]));
 		sched_ready(ut);
 		return;
 	}
@@ -1016,8 +1018,10 @@ static void vp_park(struct vp *vp)
 }
 
 /**
- * sched_idle_loop - what a VP runs when no uthread wants it.  Returns only
- * when the runtime stops, and only on a VP that libsa's own thread carries.
+ * sched_idle_loop - what a VP runs when no uthread wants it.  Returns when
+ * the runtime stops, on a VP that libsa's own thread carries, or, with the
+ * kernel backend, when the carrier should give the VP up for another
+ * (kernel_give_up()).
  */
 void sched_idle_loop(struct vp *vp)
 {
@@ -1037,6 +1041,11 @@ void sched_idle_loop(struct vp *vp)
 		}
 		if (atomic_load_explicit(&rt.stopping, memory_order_relaxed) &&
 		    atomic_load_explicit(&vp->act, memory_order_relaxed)->own_thread) {
+			spinning_stop(vp, false);
+			return;
+		}
+		/* Fewer processors than VPs: ours may be wanted elsewhere. */
+		if (unlikely(upcall_kernel_on) && kernel_give_up(vp)) {
 			spinning_stop(vp, false);
 			return;
 		}
@@ -1066,7 +1075,8 @@ void sched_idle_loop(struct vp *vp)
 
 /**
  * sched_upcall_add_processor - the calling activation now carries @vp:
- * run its uthreads.  Returns when the runtime stops (libsa's own threads).
+ * run its uthreads.  Returns when the runtime stops (libsa's own threads)
+ * or when the activation gives the VP up (kernel backend).
  */
 void sched_upcall_add_processor(struct vp *vp)
 {
@@ -1228,6 +1238,68 @@ void sched_wake_all_idle(void)
 	while ((v = idle_pop()) != NULL) {
 		atomic_fetch_add(&rt.nr_spinning, 1);
 		vp_kick(v);
+	}
+}
+
+/**
+ * sched_vp_awake - @vp, or the first VP after it that has a processor;
+ * where to queue a uthread from outside.  @vp itself if none has one.
+ */
+struct vp *sched_vp_awake(struct vp *vp)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[(vp->index + i) % rt.nvps];
+
+		if (!atomic_load_explicit(&v->dormant, memory_order_relaxed))
+			return v;
+	}
+	return vp;
+}
+
+/**
+ * sched_vp_dormant - @vp has no processor from now on (@how: VPD_FREE or
+ * VPD_TAKEN; upcall/kernel.c).  Its queued uthreads move to a VP that has
+ * one, and it leaves the idle list, so that no waker counts on it.  Its
+ * queue is left alone if its lock is held: by its own carrier, stopped
+ * where it stood, which gets a processor back before long.
+ */
+void sched_vp_dormant(struct vp *vp, uint32_t how)
+{
+	struct uthread *first = NULL, *last = NULL, *ut;
+	struct vp *to;
+
+	atomic_store(&vp->dormant, how);
+	idle_remove(vp);
+	to = sched_vp_awake(vp);
+	if (to == vp)
+		return;
+	if (spin_trylock(&vp->rq_lock)) {
+		while ((ut = rq_pop_highest_locked(vp)) != NULL) {
+			ut->rq_next = NULL;
+			if (last)
+				last->rq_next = ut;
+			else
+				first = ut;
+			last = ut;
+		}
+		spin_unlock(&vp->rq_lock);
+	}
+	if (!first)
+		return;
+	spin_lock(&to->rq_lock);
+	while (first) {
+		ut = first->rq_next;
+		WRITE_ONCE(first->vp, to);
+		rq_push_tail_locked(to, first);
+		first = ut;
+	}
+	spin_unlock(&to->rq_lock);
+	smp_mb();
+	if (idle_remove(to)) {
+		atomic_fetch_add(&rt.nr_spinning, 1);
+		vp_kick(to);
+	} else {
+		wake_idle();
 	}
 }
 

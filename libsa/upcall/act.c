@@ -171,6 +171,7 @@ static void act_fresh(struct act *a, struct sa_ctx *ctx, void (*entry)(void))
  * context; the caller has set @vp->cur. */
 static void act_bind(struct act *a, struct vp *vp)
 {
+	atomic_store_explicit(&vp->dormant, VPD_ACTIVE, memory_order_relaxed);
 	atomic_store_explicit(&a->vp, vp, memory_order_relaxed);
 	atomic_store_explicit(&a->state, ACT_CARRYING, memory_order_relaxed);
 	WRITE_ONCE(a->idle->vp, vp);
@@ -186,12 +187,51 @@ static void act_bind(struct act *a, struct vp *vp)
  */
 void act_carry(struct act *a, struct vp *vp)
 {
+	if (act_carry_try(a, vp))
+		sa_panic("VP %u: the %s backend could not start an activation",
+			 vp->index, upcall_backend->name);
+}
+
+/* act_drop - @a stops carrying @vp, which is left without a processor. */
+static void act_drop(struct act *a, struct vp *vp)
+{
+	atomic_store_explicit(&a->vp, NULL, memory_order_relaxed);
+	atomic_store_explicit(&a->state, ACT_SPARE, memory_order_relaxed);
+	act_publish_vp(a, NULL);
+	sched_vp_dormant(vp, VPD_FREE);
+}
+
+/**
+ * act_carry_try - act_carry(), or -EBUSY if the backend has no processor
+ * for @a (kernel backend: the group holds fewer than it has VPs); @vp is
+ * then dormant and @a carries nothing.
+ */
+int act_carry_try(struct act *a, struct vp *vp)
+{
+	int r;
+
 	atomic_store_explicit(&a->idle->on_cpu, 1, memory_order_relaxed);
 	WRITE_ONCE(vp->cur, a->idle);
 	act_bind(a, vp);
-	if (upcall_enter(a))
-		sa_panic("VP %u: the %s backend could not start an activation",
-			 vp->index, upcall_backend->name);
+	r = upcall_enter(a);
+	if (r == -EBUSY)
+		act_drop(a, vp);
+	else if (r)
+		sa_panic("VP %u: the %s backend could not start an activation: %s",
+			 vp->index, upcall_backend->name, strerror(-r));
+	return r;
+}
+
+/**
+ * act_give_up - the calling activation @a, whose idle loop returned while
+ * the runtime goes on, leaves @vp without a processor and goes on as a
+ * spare that holds one (kernel_give_up()).
+ */
+void act_give_up(struct act *a, struct vp *vp)
+{
+	upcall_leave(a);
+	act_drop(a, vp);
+	act_run_spare(a);
 }
 
 /* ------------------------------------------------------------------------
@@ -352,12 +392,18 @@ static void act_run(struct act *a)
 {
 	struct vp *vp = atomic_load_explicit(&a->vp, memory_order_relaxed);
 
-	if (!vp)
-		vp = act_spare_wait(a);
-	if (vp) {
-		act_carry(a, vp);
-		sched_upcall_add_processor(vp); /* returns when the runtime stops */
+	for (;; vp = NULL) {
+		if (!vp)
+			vp = act_spare_wait(a);
+		if (!vp)
+			break;
+		if (act_carry_try(a, vp))
+			continue; /* no processor for it: a spare */
+		sched_upcall_add_processor(vp);
 		upcall_leave(a);
+		if (atomic_load(&rt.stopping))
+			break;
+		act_drop(a, vp); /* given up for another (kernel backend) */
 	}
 	act_end(a);
 }
@@ -554,7 +600,9 @@ static void act_carried_entry(void)
 	san_switch_end(c->idle);
 	sched_finish_switch();
 	vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
-	sched_upcall_add_processor(vp); /* returns when the runtime stops */
+	sched_upcall_add_processor(vp);
+	if (!atomic_load(&rt.stopping))
+		act_give_up(c, vp);
 	upcall_leave(c);
 	act_end(c);
 }

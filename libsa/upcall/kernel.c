@@ -68,6 +68,35 @@
  * (emulated.c), which the kernel series does not replace; its watchdog
  * runs only to nudge VPs whose completions wait (wd_io).
  *
+ * Fewer processors than VPs.  The kernel divides the CPUs among the
+ * processes that use activations, so the group may hold fewer processors
+ * than libsa has VPs: from the start (a VP whose carrier finds no free
+ * processor to register with is VPD_FREE, its thread a spare), or when
+ * the kernel takes one back (SA_EV_PREEMPTED with SA_EVF_TAKEN: the
+ * activation parked where it stood, anywhere - in a uthread, in the idle
+ * loop, holding a run-queue lock).  A VP without a processor is dormant
+ * (vp->dormant): its queued uthreads move to a VP that has one, uthreads
+ * readied from outside go elsewhere, and no waker counts on it.  A
+ * dormant VP gets a processor back from the first activation that has
+ * one to spare, in this order:
+ *   - a parked one (k_taken(), act->ktaken) is resumed where it stood
+ *     (SA_CTL_SWITCH), since it may hold a lock the others wait for;
+ *   - a VP nobody carries (VPD_FREE) is carried from a fresh idle context,
+ *     one with I/O in flight first: only a carrier harvests its ring.
+ * Processors to spare are those the kernel adds (SA_EV_PROCESSOR in a
+ * spare's mailbox: the add-processor upcall), a spare's that has nothing
+ * else to do, and an idle VP's: while the group is short, an idle VP
+ * whose processor is wanted as above leaves its VP (kernel_give_up()) and
+ * acts as a spare.  A spin lock whose holder is parked would otherwise
+ * wait for a VP to go idle: a waiter that spins long sleeps a little
+ * (kernel_spin_help()), which is a block, and the spare given its
+ * processor hands it to the parked holder instead of waiting for the
+ * sleeper (k_decline_step()), which then waits its turn the same way.
+ * Until a processor comes back, a VP's uthread that was stopped with it
+ * waits; a VP busy with its own uthreads does not give its processor up
+ * (the kernel time-shares the CPUs among processes, libsa the processors
+ * it holds among VPs only at idle points).
+ *
  * Why not RELEASE.  SA_CTL_RELEASE would turn a parked activation into a
  * spare and leave its registers in its slot, from which the uthread could
  * be rebuilt in user space - but not its vector registers, its flags
@@ -83,7 +112,7 @@
 
 #define KRING_POLL_NS (1000 * 1000ull)
 #define KDECLINE_POLL_NS (10 * 1000 * 1000ull)
-#define KSTART_WAIT_MS 2000
+#define KSPIN_NAP_NS (20 * 1000)
 
 /* act->kclaim: who ends the current block of a VP's former carrier. */
 enum {
@@ -103,6 +132,7 @@ static struct act *_Atomic kacts[SA_ACTS_MAX];
 static _Atomic uint32_t kblocked;  /* activations whose VP was taken */
 static _Atomic uint32_t kspare_word; /* the spare maker's futex */
 static _Atomic uint32_t kdropped;  /* ring drops seen */
+static _Atomic uint32_t kmain_wait; /* the main thread has not registered yet */
 
 static long k_ctl(unsigned op, unsigned long arg, unsigned long arg2)
 {
@@ -144,7 +174,6 @@ static int kernel_probe(void)
 static int kernel_start(void)
 {
 	struct sa_params p = { .max_acts = SA_ACTS_MAX, .processors = upcall_nvps };
-	const char *want = getenv("SA_BACKEND");
 	struct sa_header *h;
 	uint64_t bound;
 	size_t len;
@@ -169,26 +198,6 @@ static int kernel_start(void)
 		close((int)fd);
 		return -EPROTO;
 	}
-	/*
-	 * Asked for by name, wait a while for a grant that is short: the
-	 * allocator shares the CPUs among groups, and another process's
-	 * group may be on its way out (a test that just ended, say).
-	 */
-	for (int i = 0; want && strcmp(want, "kernel") == 0 && i < KSTART_WAIT_MS &&
-	     __atomic_load_n(&h->granted, __ATOMIC_ACQUIRE) < upcall_nvps; i++) {
-		struct timespec ms = { 0, 1000 * 1000 };
-
-		nanosleep(&ms, NULL);
-	}
-	if (h->granted < upcall_nvps) {
-		/* Every VP needs a processor of its own from the start. */
-		if (want && strcmp(want, "kernel") == 0)
-			fprintf(stderr, "libsa: the kernel grants %u processors and %u VPs "
-				"were asked for\n", h->granted, upcall_nvps);
-		munmap(h, 4096);
-		close((int)fd);
-		return -EBUSY;
-	}
 	munmap(h, 4096);
 	khdr = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, (int)fd, 0);
 	if (khdr == MAP_FAILED)
@@ -204,6 +213,8 @@ static int kernel_start(void)
 	kring = (struct sa_event *)((char *)khdr + khdr->ring_off);
 	kmask = khdr->ring_entries - 1;
 	kmax = khdr->max_acts;
+	/* The main thread carries VP 0: it registers first (kernel_enter()). */
+	atomic_store(&kmain_wait, getpid() == (pid_t)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0));
 	upcall_kernel_on = true;
 	return 0;
 
@@ -227,11 +238,24 @@ static long k_register(struct act *a, uint32_t flags)
 	return r < 0 ? r : 0;
 }
 
+/*
+ * kernel_enter - @a starts carrying a VP: registered RUNNING the first
+ * time, which takes one of the granted processors; -EBUSY if the group
+ * holds all it was granted (the VP waits for one: act_carry_try()).  The
+ * main thread, VP 0's carrier, registers before the others, so that it
+ * always finds one: every group is granted at least one.
+ */
 static int kernel_enter(struct act *a)
 {
 	if (a->kid < 0) {
-		long r = k_register(a, SA_REG_RUNNING);
+		long r;
 
+		if (a->own_thread)
+			while (atomic_load(&kmain_wait))
+				futex_wait(&kmain_wait, 1, NULL);
+		r = k_register(a, SA_REG_RUNNING);
+		if (!a->own_thread && atomic_exchange(&kmain_wait, 0))
+			futex_wake(&kmain_wait, INT32_MAX);
 		if (r)
 			return (int)r;
 	}
@@ -297,6 +321,156 @@ static void k_claim_all(void)
 	}
 }
 
+/* k_short - the group holds fewer processors than it has VPs, so some
+ * VP may be dormant (vp->dormant).  One load. */
+static bool k_short(void)
+{
+	return __atomic_load_n(&khdr->granted, __ATOMIC_RELAXED) < rt.nvps;
+}
+
+/* k_vp_of - the VP that @c carries, or NULL. */
+static struct vp *k_vp_of(struct act *c)
+{
+	struct vp *vp = atomic_load_explicit(&c->vp, memory_order_relaxed);
+
+	if (atomic_load(&c->state) != ACT_CARRYING || !vp ||
+	    atomic_load_explicit(&vp->act, memory_order_relaxed) != c)
+		return NULL;
+	return vp;
+}
+
+/*
+ * k_taken - @c lost its processor where it stood (its grant shrank), or
+ * was left blocked inside libsa by a spare that had a better use for the
+ * processor: it is parked, or will park, and needs one back.  Its VP, if
+ * it carries one, is dormant until then.
+ */
+static void k_taken(struct act *c)
+{
+	struct vp *vp = k_vp_of(c);
+
+	atomic_store(&c->ktaken, 1);
+	if (vp)
+		sched_vp_dormant(vp, VPD_TAKEN);
+}
+
+/* k_awake - @c goes on with a processor: its VP is no longer dormant. */
+static void k_awake(struct act *c)
+{
+	struct vp *vp = k_vp_of(c);
+
+	atomic_store(&c->ktaken, 0);
+	if (vp)
+		atomic_store(&vp->dormant, VPD_ACTIVE);
+}
+
+/* k_resume - give the caller's processor to parked @c; the caller is a
+ * spare until it is given one again. */
+static long k_resume(struct act *c)
+{
+	k_awake(c);
+	return k_ctl(SA_CTL_SWITCH, (unsigned long)c->kid, 0);
+}
+
+/* k_find_taken - an activation parked by k_taken() (not @self), or NULL;
+ * with @claim, the caller alone resumes it. */
+static struct act *k_find_taken(struct act *self, bool claim)
+{
+	for (uint32_t i = 0; i < kmax; i++) {
+		struct act *c = atomic_load_explicit(&kacts[i], memory_order_acquire);
+		uint32_t one = 1;
+
+		if (!c || c == self || !atomic_load_explicit(&c->ktaken, memory_order_relaxed) ||
+		    kstate(c) != SA_STATE_PARKED)
+			continue;
+		if (!claim || atomic_compare_exchange_strong(&c->ktaken, &one, 0))
+			return c;
+	}
+	return NULL;
+}
+
+/* k_find_lost - an activation whose block gave no processor on and that
+ * is still blocked or parked (k_stranded() deals with them). */
+static bool k_find_lost(void)
+{
+	for (uint32_t i = 0; i < kmax; i++) {
+		struct act *c = atomic_load_explicit(&kacts[i], memory_order_acquire);
+		uint32_t st;
+
+		if (!c || !atomic_load_explicit(&c->klost, memory_order_relaxed))
+			continue;
+		st = kstate(c);
+		if (st == SA_STATE_BLOCKED || st == SA_STATE_PARKED)
+			return true;
+	}
+	return false;
+}
+
+/* k_free_vp - claim a dormant VP that nobody carries: one with I/O in
+ * flight (only a carrier harvests its ring) or queued work first. */
+static struct vp *k_free_vp(void)
+{
+	struct vp *best = NULL;
+
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		if (atomic_load(&v->dormant) != VPD_FREE)
+			continue;
+		if (!best || READ_ONCE(v->io_inflight) ||
+		    atomic_load_explicit(&v->nr_queued, memory_order_relaxed))
+			best = v;
+	}
+	if (best) {
+		uint32_t f = VPD_FREE;
+
+		if (!atomic_compare_exchange_strong(&best->dormant, &f, VPD_ACTIVE))
+			return NULL; /* another spare was faster: look again */
+	}
+	return best;
+}
+
+/**
+ * kernel_give_up - @vp's carrier, idle, should leave @vp and use its
+ * processor elsewhere: an activation lost its processor inside libsa or
+ * in a uthread (k_taken()), or blocked with none to hand on, or a VP
+ * without a processor has I/O in flight that only a carrier harvests
+ * (and @vp has none).  Only while the group is short of processors.
+ */
+bool kernel_give_up(struct vp *vp)
+{
+	if (likely(!k_short()))
+		return false;
+	if (k_find_taken(NULL, false) || k_find_lost())
+		return true;
+	if (READ_ONCE(vp->io_inflight))
+		return false;
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		if (v != vp && atomic_load(&v->dormant) == VPD_FREE && READ_ONCE(v->io_inflight))
+			return true;
+	}
+	return false;
+}
+
+/**
+ * kernel_spin_help - a spin lock waits long: its holder may be an
+ * activation that lost its processor where it stood.  Sleep a little: the
+ * sleep is a block, and the spare given our processor passes it to the
+ * parked activation (k_decline_step()).
+ */
+void kernel_spin_help(void)
+{
+	struct act *a = act_self();
+	struct timespec ts = { 0, KSPIN_NAP_NS };
+
+	if (!a || a->kid < 0 || kstate(a) != SA_STATE_RUNNING || !k_short() ||
+	    !k_find_taken(a, false))
+		return;
+	sa_syscall6(SYS_nanosleep, (long)&ts, 0, 0, 0, 0, 0);
+}
+
 static void k_spare_request(void)
 {
 	atomic_fetch_add_explicit(&kspare_word, 1, memory_order_release);
@@ -329,13 +503,35 @@ void kernel_poll(void)
 		c = ev.act < kmax ? atomic_load_explicit(&kacts[ev.act], memory_order_acquire) : NULL;
 		switch (ev.type) {
 		case SA_EV_UNBLOCKED:
-			if (c && (ev.arg & SA_EVF_RESUMED))
+			if (c && (ev.arg & SA_EVF_RESUMED)) {
 				atomic_store(&c->klost, 0); /* it took a processor */
-			else if (c)
+				k_awake(c);
+			} else if (c) {
 				k_claim(c);
+			}
+			break;
+		case SA_EV_PREEMPTED:
+			/* Parked where it stood: the grant shrank. */
+			if (c && (ev.arg & SA_EVF_TAKEN)) {
+				atomic_fetch_add(&rt.procs_taken, 1);
+				k_taken(c);
+			}
 			break;
 		case SA_EV_BLOCKED:
 		case SA_EV_EXITED:
+			if (ev.arg & SA_EVF_TAKEN) {
+				/* Its processor went back, not to a spare: a
+				 * processor of ours deals with the block when
+				 * there is one (k_stranded()). */
+				struct vp *vp = c ? k_vp_of(c) : NULL;
+
+				atomic_fetch_add(&rt.procs_taken, 1);
+				if (c && ev.type == SA_EV_BLOCKED)
+					atomic_store(&c->klost, 1);
+				if (vp)
+					sched_vp_dormant(vp, VPD_TAKEN);
+				break;
+			}
 			if (!(ev.arg & SA_EVF_LOST))
 				break;
 			/* Nobody got its processor: k_stranded() deals with
@@ -379,6 +575,10 @@ bool kernel_park(uint64_t deadline)
 
 	if (t != __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED))
 		return true;
+	/* Short of processors: look again at what a processor is wanted
+	 * for (kernel_give_up()) now and then. */
+	if (k_short())
+		deadline = kernel_ring_deadline(deadline);
 	r = k_ctl(SA_CTL_IDLE, t, deadline == DEADLINE_NONE ? 0 : deadline);
 	return r != 0 && r != -EINTR; /* a kick: the park word says */
 }
@@ -407,7 +607,7 @@ uint64_t kernel_ring_deadline(uint64_t deadline)
 {
 	uint64_t soon;
 
-	if (!atomic_load_explicit(&kblocked, memory_order_relaxed))
+	if (!atomic_load_explicit(&kblocked, memory_order_relaxed) && !k_short())
 		return deadline;
 	soon = now_ns() + KRING_POLL_NS;
 	return soon < deadline ? soon : deadline;
@@ -435,11 +635,23 @@ long kernel_switch(struct act *to)
 static long k_decline_step(struct act *s, struct act *c)
 {
 	uint32_t st = kstate(c), t;
+	struct act *p;
 
-	(void)s;
+	/*
+	 * An activation that lost its processor where it stood may hold what
+	 * C waits for (a spin lock: kernel_spin_help()).  It gets ours, and C
+	 * waits for a processor as it does.
+	 */
+	if (k_short() && (st == SA_STATE_BLOCKED || st == SA_STATE_PARKED) &&
+	    (p = k_find_taken(s, true)) != NULL) {
+		if (p != c)
+			k_taken(c);
+		atomic_store(&c->kbusy, 0);
+		return k_resume(p);
+	}
 	if (st == SA_STATE_PARKED) {
 		atomic_store(&c->kbusy, 0);
-		return kernel_switch(c);
+		return k_resume(c);
 	}
 	if (st != SA_STATE_BLOCKED) {
 		atomic_store(&c->kbusy, 0);
@@ -627,6 +839,8 @@ static struct vp *kernel_spare_wait(struct act *a)
 		mb = kslots[a->kid].mailbox;
 		fresh = mb.seq != a->kmb_seq; /* not one acted on already */
 		a->kmb_seq = mb.seq;
+		if (fresh && mb.type == SA_EV_PROCESSOR)
+			atomic_fetch_add(&rt.procs_added, 1);
 		if (fresh && mb.type == SA_EV_BLOCKED && mb.act < kmax) {
 			/* Each block's mailbox goes to one spare: ours alone. */
 			c = atomic_load_explicit(&kacts[mb.act], memory_order_acquire);
@@ -643,6 +857,17 @@ static struct vp *kernel_spare_wait(struct act *a)
 			return vp;
 		if (r <= 0)
 			continue;
+		/* The add-processor upcall, or a processor no longer needed
+		 * where it was: an activation parked without one first (it
+		 * may hold a lock), then a VP without a carrier. */
+		c = k_find_taken(a, true);
+		if (c) {
+			k_resume(c);
+			continue;
+		}
+		vp = k_free_vp();
+		if (vp)
+			return vp;
 		/* Nothing for this processor: give it up (and wait as a
 		 * spare: the top of the loop sees the state). */
 		k_ctl(SA_CTL_WAIT, 0, 0);

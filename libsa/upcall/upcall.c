@@ -355,6 +355,11 @@ void upcall_stats(struct sa_stats *st)
 	st->blocked_handoffs = atomic_load(&rt.blocked_handoffs);
 	st->unblocks = atomic_load(&rt.unblocks);
 	st->unblock_max_ns = atomic_load(&rt.unblock_max_ns);
+	st->procs_taken = atomic_load(&rt.procs_taken);
+	st->procs_added = atomic_load(&rt.procs_added);
+	st->vps_dormant = 0;
+	for (uint32_t i = 0; i < rt.nvps; i++)
+		st->vps_dormant += atomic_load(&rt.vps[i].dormant) != VPD_ACTIVE;
 	st->quantum_ns = upcall_quantum_ns;
 	for (uint32_t i = 0; i < rt.nvps; i++) {
 		struct vp_stats *s = &rt.vps[i].stats;

@@ -104,6 +104,8 @@ void kernel_quiet(struct vp *vp, bool on);
 uint64_t kernel_ring_deadline(uint64_t deadline);
 long kernel_switch(struct act *to);
 bool kernel_self_claim(struct act *a);
+bool kernel_give_up(struct vp *vp);
+void kernel_spin_help(void);
 void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
 		       bool prev_dies);
 void act_carry_parked(struct act *c, struct vp *vp);
@@ -118,6 +120,8 @@ struct act *act_self(void);
 struct act *act_new(void);
 void act_thread_setup(struct act *a);
 void act_carry(struct act *a, struct vp *vp);
+int act_carry_try(struct act *a, struct vp *vp);
+void act_give_up(struct act *a, struct vp *vp) __attribute__((noreturn));
 int act_start_thread(struct act *a, struct vp *vp);
 struct act *act_spare_get(void);
 void act_spare_give(struct act *s, struct vp *vp);
