@@ -94,6 +94,7 @@
 
 #include <asm/prctl.h>
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <gnu/libc-version.h>
 #include <sys/auxv.h>
 #include <sys/uio.h>
@@ -170,12 +171,30 @@ struct tcache {
 
 static long tcache_off; /* of libc's tcache pointer from the thread pointer; 0: unknown */
 
-/* peek - copy @n bytes at @addr, which may be unmapped; false if it is. */
+static int peek_pipe[2] = { -1, -1 }; /* during tcache_find() only */
+
+/*
+ * peek - copy @n bytes at @addr, which may be unmapped; false if it is.
+ * process_vm_readv() reads without faulting; a kernel built without it
+ * (CONFIG_CROSS_MEMORY_ATTACH) still fails a write(2) from an unmapped
+ * buffer with EFAULT, so the bytes go through a pipe instead.
+ */
 static bool peek(const void *addr, void *out, size_t n)
 {
 	struct iovec l = { out, n }, r = { (void *)addr, n };
+	ssize_t got = process_vm_readv(getpid(), &l, 1, &r, 1, 0);
 
-	return process_vm_readv(getpid(), &l, 1, &r, 1, 0) == (ssize_t)n;
+	if (got == (ssize_t)n)
+		return true;
+	if (got >= 0 || errno != ENOSYS)
+		return false;
+	/* Raw calls: the LD_PRELOAD shim's write() and read() are not for
+	 * libsa itself. */
+	if (peek_pipe[0] < 0 &&
+	    sa_syscall6(SYS_pipe2, (long)peek_pipe, O_CLOEXEC | O_NONBLOCK, 0, 0, 0, 0))
+		return false;
+	return sa_syscall6(SYS_write, peek_pipe[1], (long)addr, (long)n, 0, 0, 0) == (long)n &&
+	       sa_syscall6(SYS_read, peek_pipe[0], (long)out, (long)n, 0, 0, 0) == (long)n;
 }
 
 /*
@@ -246,6 +265,11 @@ static void tcache_find(void)
 	for (int i = 0; i < N; i++) {
 		free(a[i]);
 		free(b[i]);
+	}
+	if (peek_pipe[0] >= 0) {
+		sa_syscall6(SYS_close, peek_pipe[0], 0, 0, 0, 0, 0);
+		sa_syscall6(SYS_close, peek_pipe[1], 0, 0, 0, 0, 0);
+		peek_pipe[0] = peek_pipe[1] = -1;
 	}
 }
 
