@@ -64,7 +64,10 @@
  * returns -ETIMEDOUT.  An op that completed returns its result even if the
  * timeout fired too, so no transferred byte is lost.  The timeout's own
  * completion is ignored (user_data IO_UD_IGNORE); it needs no memory of
- * ours once submitted.
+ * ours once submitted.  A deadline already past gets a grace of
+ * IO_PAST_GRACE_NS, so that the op still takes what is ready where the
+ * kernel hands it to a worker instead of trying it at once (a pipe on
+ * Linux 6.1), which a timeout firing at once would race.
  *
  * Socket timeouts.  A ring waits on a socket without regard to its
  * SO_RCVTIMEO or SO_SNDTIMEO, so a call that may wait reads the one that
@@ -178,6 +181,7 @@
 #define IO_REAP_BATCH 64         /* completions read per peek */
 #define IO_MAX_RW 0x7ffff000u    /* most bytes one read or write moves */
 #define IO_POLL_STACK 8          /* sa_poll members on the stack */
+#define IO_PAST_GRACE_NS (2 * 1000 * 1000ull) /* a past deadline's op: io_ring_park() */
 #define IO_POOL_MAX 1024         /* most pool workers */
 #define IO_WORKER_STACK (256 * 1024)
 #define IO_SQE_TRIES 1000        /* submissions refused before we give up */
@@ -764,10 +768,20 @@ static void io_ring_park(struct vp *vp, struct io_vp *iv, struct io_req *r)
 	io_prep(sqe, r);
 	if (r->deadline) {
 		struct io_uring_sqe *t;
+		uint64_t dl = r->deadline, now = now_ns();
 
+		/*
+		 * A deadline already past still takes what is ready, as the
+		 * system call would.  Where the kernel cannot try the op
+		 * without waiting (pipes before Linux 6.2) it goes to a
+		 * kernel worker, which a timeout that fires at once races: a
+		 * short grace lets it finish.
+		 */
+		if (dl <= now)
+			dl = now + IO_PAST_GRACE_NS;
 		sqe->flags |= IOSQE_IO_LINK;
 		t = io_sqe(iv);
-		io_timespec(r->deadline, &r->ts);
+		io_timespec(dl, &r->ts);
 		io_uring_prep_link_timeout(t, &r->ts, IORING_TIMEOUT_ABS);
 		io_uring_sqe_set_data64(t, IO_UD_IGNORE);
 	}
@@ -788,8 +802,9 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 	/* Maybe on another VP now; @r is ours again.  An op the kernel's
 	 * worker was running when the cancellation reached it may end with
 	 * the kernel's own restart code (ERESTARTSYS, 512, and its kin up to
-	 * 516), never meant for user space: it was cancelled too. */
-	if (r->res <= -512 && r->res >= -516 && r->res != -515)
+	 * 516), never meant for user space, or (Linux 6.1) with -EINTR: it
+	 * was cancelled too.  -EINTR is never returned for its own sake. */
+	if ((r->res <= -512 && r->res >= -516 && r->res != -515) || r->res == -EINTR)
 		r->res = -ECANCELED;
 	if (r->res == -ECANCELED) {
 		/* Its deadline's timeout, or an interruption. */
@@ -797,11 +812,6 @@ static ssize_t io_ring_call(struct vp *vp, struct io_vp *iv, struct io_req *r)
 			return -ETIMEDOUT;
 		if (io_intr_return())
 			return -EINTR;
-		return io_call(r);
-	}
-	if (r->res == -EINTR) { /* never returned: time out or go again */
-		if (r->deadline && now_ns() >= r->deadline)
-			return -ETIMEDOUT;
 		return io_call(r);
 	}
 	return (ssize_t)r->res;
