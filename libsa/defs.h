@@ -511,6 +511,7 @@ struct vp {
 	struct vp *idle_next;         /* idle list link, under rt.idle_lock */
 	_Atomic uint32_t park_ring;   /* parks in its io_uring, not the futex */
 	_Atomic uint32_t dormant;     /* VPD_*: it has no processor (kernel.c) */
+	_Atomic uint32_t spin_uncounted; /* left rt.nr_spinning while dormant */
 
 	/* line 3: timers */
 	spinlock_t timer_lock __cacheline_aligned;
@@ -598,6 +599,8 @@ struct act {
 	_Atomic uint32_t kbusy;       /* a spare decides about its block */
 	_Atomic uint32_t kpending;    /* another block of it waits for that */
 	_Atomic uint32_t ktaken;      /* parked without a processor: resume it */
+	bool krescue;                 /* registers RUNNING: takes a free processor */
+	bool kidle;                   /* in its idle wait (SA_CTL_IDLE) */
 	uint64_t kmb_seq;             /* the last mailbox it acted on */
 	struct uthread *resume;       /* act_resume_parked(): whom it hands on */
 	struct sa_ctx fresh;          /* a context on its own stack */
@@ -897,6 +900,7 @@ void sched_idle_loop(struct vp *vp);
 void sched_wake_all_idle(void);
 struct vp *sched_vp_awake(struct vp *vp);
 void sched_vp_dormant(struct vp *vp, uint32_t how);
+void sched_vp_awoken(struct vp *vp);
 void sched_vp_init(struct vp *vp, unsigned index);
 
 /* Sanitizer fiber annotations: stubs unless built with sanitizers. */

@@ -133,14 +133,29 @@ static void *pool_pop(unsigned c)
 	return slot;
 }
 
+/*
+ * stack_map - @len bytes for stacks.  Never backed by transparent huge
+ * pages: where THP is "always" each stack's first touch would take a
+ * whole 2 MiB page, and 2,000 threads ran a 1 GiB machine out of memory;
+ * a stack uses a few of its pages.
+ */
+static void *stack_map(size_t len)
+{
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+
+	if (p != MAP_FAILED)
+		madvise(p, len, MADV_NOHUGEPAGE); /* EINVAL without THP: fine */
+	return p;
+}
+
 /* map_chunk - map a chunk of class @c slots with guards; keep one. */
 static void *map_chunk(struct vp *vp, unsigned c)
 {
 	size_t slot = 1ul << (c + CLASS_SHIFT);
 	/* Without guard regions each slot is its own mapping anyway. */
 	size_t n = (slot >= CHUNK || !guard_madvise) ? 1 : CHUNK / slot;
-	char *base = mmap(NULL, n * slot, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	char *base = stack_map(n * slot);
 
 	if (base == MAP_FAILED)
 		return NULL;
@@ -168,8 +183,7 @@ static void *map_chunk(struct vp *vp, unsigned c)
 /* A stack of its own: non-default guard or too big for the classes. */
 static int map_single(struct uthread *ut, size_t usable, size_t guard)
 {
-	char *base = mmap(NULL, guard + usable, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+	char *base = stack_map(guard + usable);
 
 	if (base == MAP_FAILED)
 		return errno == ENOMEM ? -EAGAIN : -errno;

@@ -312,9 +312,15 @@ static void wake_idle(void)
 	if (rt.nvps == 1)
 		return;
 	smp_mb();
-	if (atomic_load_explicit(&rt.nr_spinning, memory_order_relaxed) != 0 ||
-	    atomic_load_explicit(&rt.nr_idle, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&rt.nr_spinning, memory_order_relaxed) != 0)
 		return;
+	if (atomic_load_explicit(&rt.nr_idle, memory_order_relaxed) == 0) {
+		/* Nobody to take it: the kernel backend may have asked for
+		 * fewer processors than VPs while there was less to do. */
+		if (unlikely(upcall_kernel_on))
+			kernel_want_more();
+		return;
+	}
 	/* Elect one waker, so a burst of work wakes one VP, not many. */
 	if (!atomic_compare_exchange_strong(&rt.nr_spinning, &zero, 1))
 		return;
@@ -1269,7 +1275,18 @@ void sched_vp_dormant(struct vp *vp, uint32_t how)
 	struct vp *to;
 
 	atomic_store(&vp->dormant, how);
-	idle_remove(vp);
+	/*
+	 * A VP stopped while it counted as looking for work (spinning in
+	 * its idle loop, or taken off the idle list by a waker that counted
+	 * it so) would keep every waker from waking another: it stops
+	 * counting until it runs again (sched_vp_awoken()).
+	 */
+	if ((!idle_remove(vp) && how == VPD_TAKEN &&
+	     atomic_load_explicit(&vp->park_word, memory_order_relaxed)) ||
+	    (how == VPD_TAKEN && vp->spinning)) {
+		atomic_store(&vp->spin_uncounted, 1);
+		atomic_fetch_sub(&rt.nr_spinning, 1);
+	}
 	to = sched_vp_awake(vp);
 	if (to == vp)
 		return;
@@ -1301,6 +1318,14 @@ void sched_vp_dormant(struct vp *vp, uint32_t how)
 	} else {
 		wake_idle();
 	}
+}
+
+/** sched_vp_awoken - @vp, dormant, runs again where it stopped. */
+void sched_vp_awoken(struct vp *vp)
+{
+	if (atomic_exchange(&vp->spin_uncounted, 0))
+		atomic_fetch_add(&rt.nr_spinning, 1);
+	atomic_store(&vp->dormant, VPD_ACTIVE);
 }
 
 /** sched_vp_init - zero the scheduling state of @vp. */

@@ -104,6 +104,8 @@
  * of them.
  */
 
+#include <signal.h>
+#include <stdarg.h>
 #include <sys/mman.h>
 #include <sys/utsname.h>
 
@@ -113,6 +115,15 @@
 #define KRING_POLL_NS (1000 * 1000ull)
 #define KDECLINE_POLL_NS (10 * 1000 * 1000ull)
 #define KSPIN_NAP_NS (20 * 1000)
+
+static void k_demand_apply(void);
+
+/* act->ktaken: it lost its processor where it stood (k_taken()). */
+enum {
+	KTAKEN_NO = 0,
+	KTAKEN_BUSY, /* anywhere but its idle wait: resume it soon */
+	KTAKEN_IDLE, /* in its idle wait: when a processor is added */
+};
 
 /* act->kclaim: who ends the current block of a VP's former carrier. */
 enum {
@@ -133,6 +144,11 @@ static _Atomic uint32_t kblocked;  /* activations whose VP was taken */
 static _Atomic uint32_t kspare_word; /* the spare maker's futex */
 static _Atomic uint32_t kdropped;  /* ring drops seen */
 static _Atomic uint32_t kmain_wait; /* the main thread has not registered yet */
+static uint32_t kdemand_max;        /* the VPs, at most the online CPUs */
+static _Atomic uint32_t kdemand;    /* what was asked for last */
+static _Atomic uint32_t kdemand_want; /* what is to be asked for */
+static _Atomic uint32_t kwant_more; /* a VP asks for the demand to rise */
+static uint32_t kdemand_low;        /* samples in a row below kdemand */
 
 static long k_ctl(unsigned op, unsigned long arg, unsigned long arg2)
 {
@@ -213,6 +229,13 @@ static int kernel_start(void)
 	kring = (struct sa_event *)((char *)khdr + khdr->ring_off);
 	kmask = khdr->ring_entries - 1;
 	kmax = khdr->max_acts;
+	kdemand_max = upcall_nvps;
+	if (kdemand_max > (uint32_t)sysconf(_SC_NPROCESSORS_ONLN))
+		kdemand_max = (uint32_t)sysconf(_SC_NPROCESSORS_ONLN);
+	if (!kdemand_max)
+		kdemand_max = 1;
+	atomic_store(&kdemand, p.processors > kdemand_max ? kdemand_max : p.processors);
+	atomic_store(&kdemand_want, atomic_load(&kdemand));
 	/* The main thread carries VP 0: it registers first (kernel_enter()). */
 	atomic_store(&kmain_wait, getpid() == (pid_t)sa_syscall6(SYS_gettid, 0, 0, 0, 0, 0, 0));
 	upcall_kernel_on = true;
@@ -349,7 +372,7 @@ static void k_taken(struct act *c)
 {
 	struct vp *vp = k_vp_of(c);
 
-	atomic_store(&c->ktaken, 1);
+	atomic_store(&c->ktaken, READ_ONCE(c->kidle) ? KTAKEN_IDLE : KTAKEN_BUSY);
 	if (vp)
 		sched_vp_dormant(vp, VPD_TAKEN);
 }
@@ -361,7 +384,7 @@ static void k_awake(struct act *c)
 
 	atomic_store(&c->ktaken, 0);
 	if (vp)
-		atomic_store(&vp->dormant, VPD_ACTIVE);
+		sched_vp_awoken(vp);
 }
 
 /* k_resume - give the caller's processor to parked @c; the caller is a
@@ -372,21 +395,42 @@ static long k_resume(struct act *c)
 	return k_ctl(SA_CTL_SWITCH, (unsigned long)c->kid, 0);
 }
 
-/* k_find_taken - an activation parked by k_taken() (not @self), or NULL;
- * with @claim, the caller alone resumes it. */
-static struct act *k_find_taken(struct act *self, bool claim)
+/*
+ * k_find_taken - an activation parked by k_taken() (not @self), or NULL;
+ * with @claim, the caller alone resumes it.  With @urgent, only one that
+ * was not idle: one taken in its idle loop's SA_CTL_IDLE (KTAKEN_IDLE)
+ * holds nothing and has nothing to run, and waits for a processor the
+ * kernel adds rather than take another VP's (two idle VPs would hand
+ * one processor back and forth).
+ */
+static struct act *k_find_taken(struct act *self, bool claim, bool urgent)
 {
+	struct act *idle = NULL;
+
 	for (uint32_t i = 0; i < kmax; i++) {
 		struct act *c = atomic_load_explicit(&kacts[i], memory_order_acquire);
-		uint32_t one = 1;
+		uint32_t t;
 
-		if (!c || c == self || !atomic_load_explicit(&c->ktaken, memory_order_relaxed) ||
-		    kstate(c) != SA_STATE_PARKED)
+		if (!c || c == self)
 			continue;
-		if (!claim || atomic_compare_exchange_strong(&c->ktaken, &one, 0))
+		t = atomic_load_explicit(&c->ktaken, memory_order_relaxed);
+		if (!t || kstate(c) != SA_STATE_PARKED)
+			continue;
+		if (t == KTAKEN_IDLE) {
+			if (!idle && !urgent)
+				idle = c;
+			continue;
+		}
+		if (!claim || atomic_compare_exchange_strong(&c->ktaken, &t, 0))
 			return c;
 	}
-	return NULL;
+	if (idle && claim) {
+		uint32_t t = KTAKEN_IDLE;
+
+		if (!atomic_compare_exchange_strong(&idle->ktaken, &t, 0))
+			return NULL;
+	}
+	return idle;
 }
 
 /* k_find_lost - an activation whose block gave no processor on and that
@@ -403,6 +447,15 @@ static bool k_find_lost(void)
 		if (st == SA_STATE_BLOCKED || st == SA_STATE_PARKED)
 			return true;
 	}
+	return false;
+}
+
+/* k_any_free_vp - a VP nobody carries exists. */
+static bool k_any_free_vp(void)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++)
+		if (atomic_load(&rt.vps[i].dormant) == VPD_FREE)
+			return true;
 	return false;
 }
 
@@ -430,6 +483,18 @@ static struct vp *k_free_vp(void)
 	return best;
 }
 
+/* k_free_io - a VP nobody carries has I/O in flight. */
+static bool k_free_io(const struct vp *self)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		if (v != self && atomic_load(&v->dormant) == VPD_FREE && READ_ONCE(v->io_inflight))
+			return true;
+	}
+	return false;
+}
+
 /**
  * kernel_give_up - @vp's carrier, idle, should leave @vp and use its
  * processor elsewhere: an activation lost its processor inside libsa or
@@ -441,17 +506,9 @@ bool kernel_give_up(struct vp *vp)
 {
 	if (likely(!k_short()))
 		return false;
-	if (k_find_taken(NULL, false) || k_find_lost())
+	if (k_find_taken(NULL, false, true) || k_find_lost())
 		return true;
-	if (READ_ONCE(vp->io_inflight))
-		return false;
-	for (uint32_t i = 0; i < rt.nvps; i++) {
-		struct vp *v = &rt.vps[i];
-
-		if (v != vp && atomic_load(&v->dormant) == VPD_FREE && READ_ONCE(v->io_inflight))
-			return true;
-	}
-	return false;
+	return !READ_ONCE(vp->io_inflight) && k_free_io(vp);
 }
 
 /**
@@ -466,7 +523,7 @@ void kernel_spin_help(void)
 	struct timespec ts = { 0, KSPIN_NAP_NS };
 
 	if (!a || a->kid < 0 || kstate(a) != SA_STATE_RUNNING || !k_short() ||
-	    !k_find_taken(a, false))
+	    !k_find_taken(a, false, true))
 		return;
 	sa_syscall6(SYS_nanosleep, (long)&ts, 0, 0, 0, 0, 0);
 }
@@ -486,6 +543,10 @@ void kernel_poll(void)
 {
 	bool took = false;
 	uint32_t h, t, d;
+
+	if (unlikely(atomic_load_explicit(&kdemand_want, memory_order_relaxed) !=
+		     atomic_load_explicit(&kdemand, memory_order_relaxed)))
+		k_demand_apply();
 
 	for (;;) {
 		struct sa_event ev;
@@ -571,15 +632,19 @@ bool kernel_pending(void)
 bool kernel_park(uint64_t deadline)
 {
 	uint32_t t = __atomic_load_n(&khdr->ring_tail, __ATOMIC_ACQUIRE);
+	struct act *a;
 	long r;
 
 	if (t != __atomic_load_n(&khdr->ring_head, __ATOMIC_RELAXED))
 		return true;
-	/* Short of processors: look again at what a processor is wanted
-	 * for (kernel_give_up()) now and then. */
-	if (k_short())
+	/* A VP nobody carries waits for its I/O: look again now and then
+	 * (kernel_give_up()); the other reasons come with events. */
+	if (k_short() && k_free_io(NULL))
 		deadline = kernel_ring_deadline(deadline);
+	a = act_self();
+	WRITE_ONCE(a->kidle, true); /* taken here: nothing to resume it for */
 	r = k_ctl(SA_CTL_IDLE, t, deadline == DEADLINE_NONE ? 0 : deadline);
+	WRITE_ONCE(a->kidle, false);
 	return r != 0 && r != -EINTR; /* a kick: the park word says */
 }
 
@@ -607,7 +672,8 @@ uint64_t kernel_ring_deadline(uint64_t deadline)
 {
 	uint64_t soon;
 
-	if (!atomic_load_explicit(&kblocked, memory_order_relaxed) && !k_short())
+	if (!atomic_load_explicit(&kblocked, memory_order_relaxed) &&
+	    !(k_short() && (k_free_io(NULL) || k_find_taken(NULL, false, true) || k_find_lost())))
 		return deadline;
 	soon = now_ns() + KRING_POLL_NS;
 	return soon < deadline ? soon : deadline;
@@ -643,7 +709,7 @@ static long k_decline_step(struct act *s, struct act *c)
 	 * waits for a processor as it does.
 	 */
 	if (k_short() && (st == SA_STATE_BLOCKED || st == SA_STATE_PARKED) &&
-	    (p = k_find_taken(s, true)) != NULL) {
+	    (p = k_find_taken(s, true, true)) != NULL) {
 		if (p != c)
 			k_taken(c);
 		atomic_store(&c->kbusy, 0);
@@ -823,7 +889,12 @@ static struct vp *kernel_spare_wait(struct act *a)
 
 		if (atomic_load(&rt.stopping))
 			return NULL;
-		if (a->kid < 0)
+		if (a->kid < 0 && a->krescue) {
+			/* Made to take a processor nobody holds (the maker). */
+			r = k_register(a, SA_REG_RUNNING);
+			if (r == -EBUSY)
+				r = k_register(a, SA_REG_SPARE);
+		} else if (a->kid < 0)
 			r = k_register(a, SA_REG_SPARE);
 		else if (kstate(a) != SA_STATE_RUNNING)
 			r = k_ctl(SA_CTL_WAIT, SA_WAIT_SPARE, 0);
@@ -860,7 +931,7 @@ static struct vp *kernel_spare_wait(struct act *a)
 		/* The add-processor upcall, or a processor no longer needed
 		 * where it was: an activation parked without one first (it
 		 * may hold a lock), then a VP without a carrier. */
-		c = k_find_taken(a, true);
+		c = k_find_taken(a, true, false);
 		if (c) {
 			k_resume(c);
 			continue;
@@ -874,19 +945,162 @@ static struct vp *kernel_spare_wait(struct act *a)
 	}
 }
 
-/* The spare maker: keeps one spare per VP ready, so that a block finds
- * one; spares end only with the process. */
+/*
+ * The spare maker: keeps one spare per VP ready, so that a block finds
+ * one; spares end only with the process.  Every activation that blocks
+ * holds a kernel thread until it comes back, and a storm of blocks (the
+ * first touches of many new stacks, contending for the memory map with
+ * the very thread creation that makes spares) would make one for each:
+ * thousands of threads, which ran a 1 GiB machine out of memory.  So
+ * there are at most KACTS_SOFT_MAX; beyond, a block finds no spare and
+ * its processor is lost until it or another comes back, which is the
+ * emulated backend's stall, bounded by the blocks in progress.
+ */
+#define KACTS_SOFT_MAX(nvps) (64 + 4 * (nvps))
+
+/*
+ * The demand (SA_CTL_SET_PROCESSORS): how many processors the process can
+ * use now, which the kernel weighs against other processes'.  The maker
+ * samples it every KDEMAND_PERIOD_MS: the VPs that are not parked idle,
+ * plus the uthreads queued, at most the VPs (and the online CPUs).  It
+ * rises at once, when a sample says so or when work is queued with every
+ * VP busy (kernel_want_more()), and falls only after KDEMAND_LOW_SAMPLES
+ * samples in a row say less, so that a process that pauses now and then
+ * keeps its processors.  A processor given back so is an idle VP's (the
+ * kernel takes those first), which a spare resumes when one is added.
+ */
+#define KDEMAND_PERIOD_MS 100
+#define KRESCUE_POLL_MS 10
+#define KDEMAND_LOW_SAMPLES 5
+
+
+/*
+ * k_demand_set - ask for @n processors.  Only an activation may (the
+ * maker is none): the wish is left in kdemand_want for the next one to
+ * pass kernel_poll(), and an idle VP is woken to be that one.
+ */
+static void k_demand_set(uint32_t n)
+{
+	if (n == atomic_load(&kdemand_want))
+		return;
+	atomic_store(&kdemand_want, n);
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		if (atomic_load_explicit(&v->parked, memory_order_relaxed)) {
+			kernel_kick(v);
+			break;
+		}
+	}
+}
+
+/* k_demand_apply - the calling activation makes kdemand_want the demand. */
+static void k_demand_apply(void)
+{
+	struct act *a = act_self();
+	uint32_t n = atomic_load(&kdemand_want);
+
+	if (!a || a->kid < 0 || kstate(a) != SA_STATE_RUNNING)
+		return;
+	if (k_ctl(SA_CTL_SET_PROCESSORS, n, 0) == 0)
+		atomic_store(&kdemand, n);
+}
+
+/* k_demand_sample - the maker's look at what the VPs could use now. */
+static void k_demand_sample(void)
+{
+	uint32_t want = 0, queued = 0;
+
+	if (atomic_exchange(&kwant_more, 0)) {
+		kdemand_low = 0;
+		return;
+	}
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		queued += atomic_load_explicit(&v->nr_queued, memory_order_relaxed) +
+			  (atomic_load_explicit(&v->next, memory_order_relaxed) != NULL);
+		switch (atomic_load_explicit(&v->dormant, memory_order_relaxed)) {
+		case VPD_ACTIVE:
+			want += !atomic_load_explicit(&v->parked, memory_order_relaxed);
+			break;
+		case VPD_FREE:
+			want += READ_ONCE(v->io_inflight) != 0;
+			break;
+		default: {
+			/* Stopped in a uthread, not in its idle loop. */
+			struct act *c = atomic_load_explicit(&v->act, memory_order_relaxed);
+
+			want += c && c->kid >= 0 && !text_in_libsa((uintptr_t)kslots[c->kid].regs.ip);
+			break;
+		}
+		}
+	}
+	want += queued;
+	want = want < 1 ? 1 : want > kdemand_max ? kdemand_max : want;
+	if (want >= atomic_load(&kdemand_want)) {
+		kdemand_low = 0;
+		k_demand_set(want);
+	} else if (++kdemand_low >= KDEMAND_LOW_SAMPLES) {
+		kdemand_low = 0;
+		k_demand_set(want);
+	}
+}
+
+/**
+ * kernel_want_more - work was queued while every VP is busy: if the
+ * demand is below the VPs, the maker raises it now.
+ */
+void kernel_want_more(void)
+{
+	if (atomic_load_explicit(&kdemand_want, memory_order_relaxed) >= kdemand_max)
+		return;
+	atomic_store(&kdemand_want, kdemand_max);
+	atomic_store(&kwant_more, 1); /* the maker starts counting again */
+	k_demand_apply(); /* from a VP: at once */
+}
+
 static void *kspare_main(void *arg)
 {
+	unsigned stranded = 0;
+
 	(void)arg;
 	pthread_setname_np(pthread_self(), "sa-spares");
 	while (!atomic_load(&rt.stopping)) {
 		uint32_t w = atomic_load_explicit(&kspare_word, memory_order_acquire);
 		struct sa_info in;
-		struct timespec ts = { 0, 100 * 1000 * 1000 };
+		struct timespec ts = { 0, KDEMAND_PERIOD_MS * 1000 * 1000 };
+
+		k_demand_sample();
+		/*
+		 * A processor nobody holds (one given up with SA_CTL_WAIT)
+		 * goes only to an activation that unblocks or registers
+		 * RUNNING.  One parked earlier that nobody resumes, or a VP
+		 * nobody carries, would wait for it forever: if both are
+		 * seen twice in a row, a new activation takes the processor
+		 * and deals with them as a spare given one would.
+		 */
+		if (k_ctl(SA_CTL_INFO, (unsigned long)&in, sizeof(in)) == 0 &&
+		    in.held + in.lost < in.granted && in.granted <= in.target &&
+		    (k_find_lost() || k_find_taken(NULL, false, true) || k_any_free_vp())) {
+			if (++stranded >= 2) {
+				struct act *n = act_new();
+
+				stranded = 0;
+				if (n) {
+					n->krescue = true;
+					if (act_start_thread(n, NULL))
+						fprintf(stderr, "libsa: cannot start an activation\n");
+				}
+			}
+			ts.tv_nsec = KRESCUE_POLL_MS * 1000 * 1000;
+		} else {
+			stranded = 0;
+		}
 
 		if (k_ctl(SA_CTL_INFO, (unsigned long)&in, sizeof(in)) == 0 &&
-		    in.spare < rt.nvps && in.nr_acts < in.max_acts) {
+		    in.spare < rt.nvps && in.nr_acts < in.max_acts &&
+		    in.nr_acts < KACTS_SOFT_MAX(rt.nvps)) {
 			struct act *n = act_new();
 
 			if (!n || act_start_thread(n, NULL)) {
@@ -898,6 +1112,61 @@ static void *kspare_main(void *arg)
 		futex_wait(&kspare_word, w, &ts);
 	}
 	return NULL;
+}
+
+/*
+ * With $SA_DEBUG_DUMP set, SIGQUIT prints what the backend knows to
+ * standard error and the process goes on: the VPs, the activations in
+ * libsa's view and the kernel's, the group's counters.  For finding a
+ * stall; racy reads, never a lock.
+ */
+static void k_dump_line(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void k_dump_line(const char *fmt, ...)
+{
+	char buf[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		sa_syscall6(SYS_write, 2, (long)buf, n < (int)sizeof(buf) ? n : (int)sizeof(buf) - 1,
+			    0, 0, 0);
+}
+
+static void k_dump(int sig)
+{
+	(void)sig;
+	k_dump_line("libsa: dump: granted=%u held=%u lost=%u target=%u demand=%u ring=%u/%u "
+		    "kblocked=%u kdemand=%u\n", khdr->granted, khdr->held, khdr->lost,
+		    khdr->target, khdr->demand, khdr->ring_head, khdr->ring_tail,
+		    atomic_load(&kblocked), atomic_load(&kdemand));
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+		struct act *c = atomic_load(&v->act);
+
+		k_dump_line("libsa: dump: vp%u dormant=%u parked=%u queued=%u next=%p cur=%p "
+			    "act=%d io=%u\n", i, atomic_load(&v->dormant), atomic_load(&v->parked),
+			    atomic_load(&v->nr_queued), (void *)atomic_load(&v->next),
+			    (void *)READ_ONCE(v->cur), c ? c->kid : -2, v->io_inflight);
+	}
+	for (uint32_t i = 0; i < kmax; i++) {
+		struct act *c = atomic_load(&kacts[i]);
+		struct vp *v;
+
+		if (!c)
+			continue;
+		v = atomic_load(&c->vp);
+		k_dump_line("libsa: dump: act%u tid=%d state=%u kstate=%u vp=%d taken=%u lost=%u "
+			    "claim=%u busy=%u blocked=%p resume=%p ip=%#llx mb=%u/%u\n", i, c->tid,
+			    atomic_load(&c->state), kstate(c), v ? (int)v->index : -1,
+			    atomic_load(&c->ktaken), atomic_load(&c->klost), atomic_load(&c->kclaim),
+			    atomic_load(&c->kbusy), (void *)c->blocked, (void *)c->resume,
+			    (unsigned long long)kslots[i].regs.ip, kslots[i].mailbox.type,
+			    kslots[i].mailbox.act);
+	}
 }
 
 static int kernel_run(void)
@@ -912,6 +1181,12 @@ static int kernel_run(void)
 	pthread_attr_destroy(&at);
 	if (r)
 		return -EAGAIN;
+	if (getenv("SA_DEBUG_DUMP")) {
+		struct sigaction sa = { .sa_handler = k_dump, .sa_flags = SA_RESTART };
+
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGQUIT, &sa, NULL);
+	}
 	act_takeover_prepare();
 	return upcall_watchdog_start(false);
 }
@@ -956,6 +1231,8 @@ static void kernel_fork_child(void)
 	memset(kacts, 0, sizeof(kacts));
 	atomic_store(&kblocked, 0);
 	atomic_store(&kdropped, 0);
+	atomic_store(&kwant_more, 0);
+	kdemand_low = 0;
 }
 
 const struct upcall_backend upcall_kernel = {

@@ -105,6 +105,7 @@ uint64_t kernel_ring_deadline(uint64_t deadline);
 long kernel_switch(struct act *to);
 bool kernel_self_claim(struct act *a);
 bool kernel_give_up(struct vp *vp);
+void kernel_want_more(void);
 void kernel_spin_help(void);
 void act_resume_parked(struct vp *vp, struct uthread *prev, struct uthread *next,
 		       bool prev_dies);
