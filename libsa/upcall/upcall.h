@@ -119,6 +119,7 @@ struct act *act_new(void);
 void act_thread_setup(struct act *a);
 void act_carry(struct act *a, struct vp *vp);
 int act_start_thread(struct act *a, struct vp *vp);
+void act_sigmask_internal(sigset_t *old);
 struct act *act_spare_get(void);
 void act_spare_give(struct act *s, struct vp *vp);
 void act_wake_spares(void);
