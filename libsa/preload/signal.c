@@ -302,8 +302,11 @@ static struct fwd_slot fwd_q[FWD_SLOTS];
 static _Atomic uint64_t fwd_seq;
 static _Atomic uint32_t fwd_held; /* slots SLOT_HELD: the fast paths' hint */
 
-/* slot_put - hold @sig, sent to the process.  Async-signal-safe. */
-static bool slot_put(int sig, const siginfo_t *si)
+static void slot_give(int i, void *tp);
+
+/* slot_put - hold @sig, sent to the process, or with @tp give it to the
+ * uthread of descriptor @tp.  Async-signal-safe. */
+static bool slot_put(int sig, const siginfo_t *si, void *tp)
 {
 	if (sig < 32) {
 		for (int i = 0; i < FWD_SLOTS; i++) {
@@ -322,6 +325,10 @@ static bool slot_put(int sig, const siginfo_t *si)
 		fwd_q[i].si = *si;
 		fwd_q[i].owner = NULL;
 		fwd_q[i].seq = atomic_fetch_add(&fwd_seq, 1);
+		if (tp) {
+			slot_give(i, tp);
+			return true;
+		}
 		atomic_fetch_add(&fwd_held, 1);
 		atomic_store_explicit(&fwd_q[i].state, SLOT_HELD, memory_order_release);
 		return true;
@@ -909,7 +916,12 @@ bool preload_sig_here(int sig, const siginfo_t *si)
 		if (!sa_tls_internal && !vp_tls_word())
 			return true;
 	} else if (!s->mask_valid || !(s->mask & bit(sig))) {
-		return true;
+		/* Earlier instances of a real-time signal given to it run
+		 * first: this one queues behind them. */
+		if (sig < 32 || !(atomic_load(&s->fwd) & bit(sig)) ||
+		    !slot_put(sig, si, (void *)pthread_self()))
+			return true;
+		return false;
 	}
 	preload_sig_forward(sig, si);
 	return false;
@@ -921,7 +933,7 @@ bool preload_sig_here(int sig, const siginfo_t *si)
  */
 void preload_sig_forward(int sig, const siginfo_t *si)
 {
-	slot_put(sig, si);
+	slot_put(sig, si, NULL);
 	fwd_wake();
 }
 
@@ -995,7 +1007,7 @@ static void *forwarder_main(void *arg)
 			continue;
 		if (sig == SIGURG && si.si_code == SI_TKILL && si.si_pid == getpid())
 			continue; /* woken */
-		slot_put((int)sig, &si); /* sent to the process: route() takes it */
+		slot_put((int)sig, &si, NULL); /* sent to the process: route() takes it */
 	}
 	return NULL;
 }
