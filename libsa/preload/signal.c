@@ -868,7 +868,7 @@ static void sig_exit(void)
 		s->counted = false;
 		acct_move(s->counted_mask, 0, -1);
 	}
-	while ((i = slot_claim(SLOT_OWNED, ~0ull, me)) >= 0) {
+	while (atomic_load(&s->fwd) && (i = slot_claim(SLOT_OWNED, ~0ull, me)) >= 0) {
 		atomic_fetch_add(&fwd_held, 1);
 		atomic_store_explicit(&fwd_q[i].state, SLOT_HELD, memory_order_release);
 		back = true;
