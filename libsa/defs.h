@@ -575,6 +575,7 @@ struct act {
 	_Atomic uint32_t wake;        /* futex: a spare waits for a VP here */
 	_Atomic uint32_t handshake;   /* a hand-off of its VP is being decided */
 	_Atomic uint32_t ready;       /* its kernel thread has set itself up */
+	uint32_t sigmask_gen;         /* the carrier mask it applied (act_sigmask_*) */
 	uint32_t slot;                /* index in sa_gs_slots (its gs base) */
 	pid_t tid;
 	struct vp **tls_vp;           /* its sa_tls_vp, which the watchdog rewrites */
@@ -868,6 +869,7 @@ void tls_adopt(struct uthread *ut);
 void tls_free(struct uthread *ut);
 void tls_thread_start(void);
 void tls_thread_exit(void);
+extern void (*tls_exit_hook)(void);
 void tls_record_act(struct act *a);
 void tls_set_fs(void *tp);
 sa_uthread_t tls_handle_of(const void *tp);
@@ -885,6 +887,29 @@ static __always_inline void tls_switch(struct vp *vp, struct uthread *prev,
 {
 	if (unlikely((prev->flags | next->flags) & UTF_TLS))
 		__tls_switch(vp, next);
+}
+
+/*
+ * act.c: the signal mask of the kernel threads that carry VPs.  Nobody
+ * sets one in a native program (generation 0: carriers keep the mask they
+ * were made with); the LD_PRELOAD shim sets the signals that every
+ * uthread blocks (preload/signal.c).
+ */
+extern _Atomic uint32_t act_sigmask_gen;
+void __act_sigmask_sync(uint32_t gen);
+void act_sigmask_set(uint64_t mask, bool kick);
+
+/*
+ * act_sigmask_sync - the calling carrier applies the newest carrier mask.
+ * Fast path: one load and a branch while none was ever set; then a load
+ * of the activation's own generation.  Slow path: one system call.
+ */
+static __always_inline void act_sigmask_sync(void)
+{
+	uint32_t g = atomic_load_explicit(&act_sigmask_gen, memory_order_acquire);
+
+	if (unlikely(g))
+		__act_sigmask_sync(g);
 }
 
 /* sched.c */

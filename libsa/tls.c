@@ -428,11 +428,16 @@ void tls_thread_start(void)
 	glibc.ctype_init();
 }
 
-/** tls_thread_exit - run the calling uthread's thread_local destructors. */
+void (*tls_exit_hook)(void);
+
+/** tls_thread_exit - run the calling uthread's thread_local destructors,
+ * then tls_exit_hook (the LD_PRELOAD shim's, if it set one). */
 void tls_thread_exit(void)
 {
 	if (glibc.call_tls_dtors)
 		glibc.call_tls_dtors();
+	if (tls_exit_hook)
+		tls_exit_hook();
 }
 
 /**

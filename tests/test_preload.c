@@ -366,6 +366,22 @@ INTR_CASE(proc_alarm_nanosleep)
 INTR_CASE(proc_setitimer_sem_timedwait)
 INTR_CASE(proc_kill_all_block_pending_until_unblocked)
 
+/* Many threads share few kernel threads: a process signal reaches the one
+ * thread that does not block it though the others keep blocking it; a
+ * signal every thread blocks stays pending for the process (sigpending(),
+ * sigwait(), sigwaitinfo(), sigsuspend(), signalfd); real-time signals
+ * queue with their values. */
+INTR_CASE(proc_one_taker_among_maskers)
+INTR_CASE(proc_sigwait_thread)
+INTR_CASE(proc_sigwaitinfo_value)
+INTR_CASE(proc_sigtimedwait_times_out)
+INTR_CASE(proc_sigsuspend_thread)
+INTR_CASE(proc_signalfd_thread)
+INTR_CASE(proc_sigpending_blocked_by_all)
+INTR_CASE(proc_sigqueue_rt_in_order)
+INTR_CASE(proc_pselect_mask)
+INTR_CASE(proc_ppoll_mask)
+
 /*
  * A blocking write, writev, send or sendmsg to a stream socket or a pipe
  * returns once all of it went, as the kernel's does, though the reader
@@ -468,6 +484,9 @@ IO_INTR_CASE(kill_poll)
 IO_INTR_CASE(kill_recv_socket)
 IO_INTR_CASE(cancel_read_pipe)
 IO_INTR_CASE(proc_kill_read_pipe)
+/* With the hand-off on (two VPs), libsa's watchdog thread exists: made
+ * before the program blocked the signal, it must not take it. */
+IO_INTR_CASE(proc_sigwait_blocked_late_no_handler)
 
 #define ROBUST_CASE(name)                                                       \
 	Test(preload, robust_##name##_1vp_no_handoff)                           \

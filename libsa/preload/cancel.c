@@ -159,8 +159,10 @@ int preload_spawn(sa_uthread_t *h, sa_attr_t *a, void *(*fn)(void *), void *arg,
 	s->sched = *sched;
 	preload_sig_inherit(&s->sig);
 	r = ut_spawn(h, a, start_trampoline, s, tp);
-	if (r)
+	if (r) {
+		preload_sig_uninherit(&s->sig);
 		free(s);
+	}
 	return r;
 }
 

@@ -12,8 +12,10 @@
  * MSG_DONTWAIT, makes the plain system call (the I/O layer checks), so
  * EAGAIN, EINPROGRESS and partial transfers are the kernel's own.  Every
  * error the kernel reports comes back with its errno.  A call that would
- * not wait (a zero poll or epoll timeout, a ppoll or epoll_pwait with a
- * signal mask to install) is the C library's.  A blocking write to a pipe
+ * not wait (a zero poll or epoll timeout without a signal mask) is the C
+ * library's.  ppoll, pselect and epoll_pwait with a mask make it the
+ * uthread's mask for the wait (masked_begin()), and any handler that runs
+ * meanwhile ends the wait with EINTR, as the kernel never restarts them.  A blocking write to a pipe
  * or stream socket writes all of it, and SO_RCVTIMEO and SO_SNDTIMEO
  * bound the waits, as in the kernel (the I/O layer again; setsockopt()
  * here tells it when to start looking for timeouts).
@@ -35,7 +37,7 @@
  * How each call maps.  read, write, pread, pwrite, readv, writev, accept,
  * accept4, connect, recv, recvmsg, send and sendmsg have sa_* twins.
  * recvfrom and sendto with an address become recvmsg and sendmsg with one
- * buffer.  poll and ppoll are sa_poll; select becomes a poll of the same
+ * buffer.  poll and ppoll are sa_poll; select and pselect become a poll of the same
  * descriptors, its sets rebuilt from revents as Linux does (POLLNVAL is
  * EBADF) and its timeout left holding the time not slept, as Linux leaves
  * it.  epoll_wait waits for the epoll descriptor to become readable with
@@ -95,9 +97,14 @@ static __always_inline bool on_uthread(void)
  */
 static bool intr_hook(void)
 {
+	uint32_t before = preload_sig_tls.handled;
 	bool intr = atomic_load_explicit(&preload_sig_tls.pending, memory_order_relaxed) &&
 		    preload_sig_deliver(); /* its signals, run on this uthread */
 
+	/* A wait with a signal mask (ppoll, pselect, epoll_pwait) is never
+	 * restarted: any handler ends it. */
+	if (preload_sig_tls.eintr_any && preload_sig_tls.handled != before)
+		intr = true;
 	return intr || preload_cancel_wanted();
 }
 
@@ -427,28 +434,63 @@ static int ts_ms(const struct timespec *ts)
 	return ms > INT32_MAX ? INT32_MAX : (int)ms;
 }
 
+/*
+ * masked_begin - a wait with signal mask @mask (NULL: none) begins on a
+ * uthread: @mask is its mask until masked_end(), and any handler ends the
+ * wait with EINTR.  False if one ran already, as the mask let a pending
+ * signal through: the wait is not to be made.
+ */
+static bool masked_begin(const sigset_t *mask, uint64_t *old)
+{
+	uint32_t before = preload_sig_tls.handled;
+
+	wait_begin();
+	if (!mask)
+		return true;
+	preload_sig_mask_swap(mask, old);
+	preload_sig_tls.eintr_any = true;
+	return preload_sig_tls.handled == before;
+}
+
+static void masked_end(const sigset_t *mask, uint64_t old)
+{
+	int saved = errno;
+
+	if (!mask)
+		return;
+	preload_sig_tls.eintr_any = false;
+	preload_sig_mask_restore(old);
+	errno = saved;
+}
+
 SA_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 		    const sigset_t *mask)
 {
-	if (!on_uthread() || mask || (ts && !ts->tv_sec && !ts->tv_nsec) ||
+	uint64_t old = 0;
+	long r;
+
+	if (!on_uthread() || (ts && !ts->tv_sec && !ts->tv_nsec && !mask) ||
 	    (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)))
 		return preload_real.ppoll(fds, n, ts, mask);
-	WAIT_CALL(sa_poll(fds, n, ts_ms(ts)));
+	if (!mask)
+		WAIT_CALL(sa_poll(fds, n, ts_ms(ts)));
+	r = masked_begin(mask, &old) ? sa_poll(fds, n, ts_ms(ts)) : -EINTR;
+	masked_end(mask, old);
+	return (int)wait_end(r);
 }
 
 #define SEL_IN (POLLIN | POLLRDNORM | POLLRDBAND | POLLHUP | POLLERR)
 #define SEL_OUT (POLLOUT | POLLWRNORM | POLLWRBAND | POLLERR)
 #define SEL_EX POLLPRI
 
-SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+/* sel_wait - select() and pselect() on a uthread: the sets as poll
+ * events, a wait of @ms with @mask, the sets rebuilt.  0 or -errno. */
+static int sel_wait(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, int ms, const sigset_t *mask)
 {
 	struct pollfd stack_fds[IO_POLL_STACK], *fds = stack_fds;
-	uint64_t start;
-	int n = 0, ms = -1, r, count = 0;
+	uint64_t old = 0;
+	int n = 0, r, count = 0;
 
-	if (!on_uthread() || nfds < 0 || nfds > FD_SETSIZE ||
-	    (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || (!tv->tv_sec && !tv->tv_usec))))
-		return preload_real.select(nfds, rd, wr, ex, tv);
 	for (int fd = 0; fd < nfds; fd++)
 		n += (rd && FD_ISSET(fd, rd)) || (wr && FD_ISSET(fd, wr)) ||
 		     (ex && FD_ISSET(fd, ex));
@@ -468,14 +510,8 @@ SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 		if (ev)
 			fds[n++] = (struct pollfd){ .fd = fd, .events = ev };
 	}
-	if (tv) {
-		uint64_t t = (uint64_t)tv->tv_sec * 1000 + ((uint64_t)tv->tv_usec + 999) / 1000;
-
-		ms = t > INT32_MAX ? INT32_MAX : (int)t;
-	}
-	start = now_ns();
-	wait_begin();
-	r = sa_poll(fds, (nfds_t)n, ms);
+	r = masked_begin(mask, &old) ? sa_poll(fds, (nfds_t)n, ms) : -EINTR;
+	masked_end(mask, old);
 	if (r == -EINTR)
 		preload_testcancel();
 	for (int i = 0; r > 0 && i < n; i++) {
@@ -507,6 +543,26 @@ SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 		}
 		r = count;
 	}
+	if (fds != stack_fds)
+		free(fds);
+	return r;
+}
+
+SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+	uint64_t start;
+	int ms = -1, r;
+
+	if (!on_uthread() || nfds < 0 || nfds > FD_SETSIZE ||
+	    (tv && (tv->tv_sec < 0 || tv->tv_usec < 0 || (!tv->tv_sec && !tv->tv_usec))))
+		return preload_real.select(nfds, rd, wr, ex, tv);
+	if (tv) {
+		uint64_t t = (uint64_t)tv->tv_sec * 1000 + ((uint64_t)tv->tv_usec + 999) / 1000;
+
+		ms = t > INT32_MAX ? INT32_MAX : (int)t;
+	}
+	start = now_ns();
+	r = sel_wait(nfds, rd, wr, ex, ms, NULL);
 	if (tv) {
 		uint64_t slept = now_ns() - start;
 		uint64_t want = (uint64_t)tv->tv_sec * NSEC_PER_SEC + (uint64_t)tv->tv_usec * 1000;
@@ -515,9 +571,16 @@ SA_EXPORT int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeva
 		tv->tv_sec = (time_t)(left / NSEC_PER_SEC);
 		tv->tv_usec = (suseconds_t)(left % NSEC_PER_SEC / 1000);
 	}
-	if (fds != stack_fds)
-		free(fds);
 	return (int)preload_errno_ret(r);
+}
+
+SA_EXPORT int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *ts,
+		      const sigset_t *mask)
+{
+	if (!on_uthread() || nfds < 0 || nfds > FD_SETSIZE || (ts && !ts->tv_sec && !ts->tv_nsec && !mask) ||
+	    (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)))
+		return preload_real.pselect(nfds, rd, wr, ex, ts, mask);
+	return (int)preload_errno_ret(sel_wait(nfds, rd, wr, ex, ts_ms(ts), mask));
 }
 
 /* epoll_park - wait for @epfd's events: readable, then a look without waiting. */
@@ -559,9 +622,21 @@ SA_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout_
 SA_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout_ms,
 			  const sigset_t *mask)
 {
-	if (!on_uthread() || timeout_ms == 0 || mask)
+	uint64_t old = 0;
+	int r;
+
+	if (!on_uthread() || (timeout_ms == 0 && !mask))
 		return preload_real.epoll_pwait(epfd, ev, max, timeout_ms, mask);
-	return epoll_park(epfd, ev, max, timeout_ms);
+	if (!mask)
+		return epoll_park(epfd, ev, max, timeout_ms);
+	if (!masked_begin(mask, &old)) {
+		masked_end(mask, old);
+		errno = EINTR; /* a handler ran before the wait */
+		return -1;
+	}
+	r = epoll_park(epfd, ev, max, timeout_ms);
+	masked_end(mask, old);
+	return r;
 }
 
 /* ------------------------------------------------------------------------
@@ -634,8 +709,7 @@ static void intr_wrapper(int sig, siginfo_t *si, void *uc)
 	uintptr_t fn = atomic_load(&user_act[sig].fn);
 	int saved = errno;
 
-	if (!preload_sig_here(sig, si)) {
-		preload_sig_forward(sig, si); /* to a uthread that takes it */
+	if (!preload_sig_here(sig, si)) { /* forwarded, or held */
 		errno = saved;
 		return;
 	}

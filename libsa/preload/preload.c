@@ -66,10 +66,12 @@
  * sched_yield directly) park or requeue the uthread instead of its VP.
  * flockfile() waits by yielding (sync.c).  The blocking I/O calls (read, write,
  * pread, pwrite, readv, writev, accept, accept4, connect, recv, recvfrom,
- * recvmsg, send, sendto, sendmsg, poll, ppoll, select, epoll_wait,
- * epoll_pwait, fsync, fdatasync, and the opens of FIFOs and devices) go
- * to libsa's io_uring layer from a uthread (preload/io.c says how each
- * maps and how EINTR is kept); anything else calls the C library.
+ * recvmsg, send, sendto, sendmsg, poll, ppoll, select, pselect,
+ * epoll_wait, epoll_pwait, fsync, fdatasync, and the opens of FIFOs and
+ * devices) go to libsa's io_uring layer from a uthread (preload/io.c says
+ * how each maps and how EINTR is kept); the signal waits (sigwait,
+ * sigwaitinfo, sigtimedwait, sigsuspend) park the uthread (signal.c);
+ * anything else calls the C library.
  * glibc's internal calls (stdio's write and fopen's open, for two) do not
  * come through the PLT, and the shim leaves close and wait alone; the
  * activations layer's blocked upcall covers them.
@@ -158,7 +160,7 @@ static void real_init(void)
 	REAL(read); REAL(write); REAL(pread); REAL(pwrite); REAL(readv); REAL(writev);
 	REAL(accept); REAL(accept4); REAL(connect); REAL(recv); REAL(recvfrom);
 	REAL(recvmsg); REAL(send); REAL(sendto); REAL(sendmsg); REAL(poll); REAL(ppoll);
-	REAL(select); REAL(epoll_wait); REAL(epoll_pwait); REAL(setsockopt); REAL(sigaction);
+	REAL(select); REAL(pselect); REAL(epoll_wait); REAL(epoll_pwait); REAL(setsockopt); REAL(sigaction);
 	REAL(open); REAL(openat); REAL(close); REAL(fsync); REAL(fdatasync);
 	REAL(pthread_kill); REAL(pthread_sigmask); REAL(sigprocmask);
 #undef REAL

@@ -58,6 +58,8 @@ struct preload_real {
 	int (*poll)(struct pollfd *, nfds_t, int);
 	int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
 	int (*select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+	int (*pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *,
+		       const sigset_t *);
 	int (*epoll_wait)(int, struct epoll_event *, int, int);
 	int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
 	int (*setsockopt)(int, int, int, const void *, socklen_t);
@@ -103,6 +105,7 @@ extern struct preload_real preload_real __attribute__((visibility("hidden")));
 #define poll(...) preload_real.poll(__VA_ARGS__)
 #define ppoll(...) preload_real.ppoll(__VA_ARGS__)
 #define select(...) preload_real.select(__VA_ARGS__)
+#define pselect(...) preload_real.pselect(__VA_ARGS__)
 #define epoll_wait(...) preload_real.epoll_wait(__VA_ARGS__)
 #define epoll_pwait(...) preload_real.epoll_pwait(__VA_ARGS__)
 #define open(...) preload_real.open(__VA_ARGS__)

@@ -34,16 +34,27 @@ extern __thread struct preload_cancel preload_cancel_tls __attribute__((tls_mode
 /* signal.c: pthread_kill's pending signals and the mask, per uthread */
 struct preload_sig {
 	_Atomic uint64_t pending;   /* signal n is bit n - 1 */
-	_Atomic uint64_t fwd;       /* of which sent to the process */
+	_Atomic uint64_t fwd;       /* of which it may have held ones given to it */
 	uint64_t mask;              /* valid once mask_valid */
 	bool mask_valid;
+	bool counted;               /* counted in the carriers' mask, as: */
+	uint64_t counted_mask;
 	uint32_t handled;           /* handlers run on this uthread */
 	uint32_t handled_intr;      /* of which without SA_RESTART */
+	bool eintr_any;             /* in a wait with a mask: any handler ends it */
+	/* while it waits in sigwait() and its kin (under signal.c's lock) */
+	bool sw_on;
+	uint64_t sw_want;
+	void *sw_tp;
+	struct preload_sig *sw_next;
 };
 extern __thread struct preload_sig preload_sig_tls __attribute__((tls_model("initial-exec")));
 void preload_signal_init(void);
 bool preload_sig_deliver(void);
 void preload_sig_inherit(struct preload_sig *child);
+void preload_sig_uninherit(struct preload_sig *child);
+bool preload_sig_mask_swap(const sigset_t *set, uint64_t *old);
+void preload_sig_mask_restore(uint64_t old);
 bool preload_user_handler(int sig, uintptr_t *fn, int *flags);
 bool preload_sig_here(int sig, const siginfo_t *si);
 void preload_sig_forward(int sig, const siginfo_t *si);

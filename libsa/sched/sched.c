@@ -442,6 +442,7 @@ void sched_finish_switch(void)
 	io_pass(vp); /* I/O: submit and harvest when ops are in flight */
 	if (unlikely(upcall_kernel_on))
 		kernel_poll(); /* unblocked uthreads to run */
+	act_sigmask_sync(); /* the carriers' signal mask changed (act.c) */
 }
 
 /* slice_start - a uthread gets @vp from a queue or the idle context. */
@@ -1069,6 +1070,7 @@ void sched_idle_loop(struct vp *vp)
 			spinning_start(vp);
 			continue;
 		}
+		act_sigmask_sync();
 		vp_park(vp);
 		if (!vp->spinning)
 			spinning_start(vp);

@@ -235,6 +235,87 @@ void act_give_up(struct act *a, struct vp *vp)
 }
 
 /* ------------------------------------------------------------------------
+ * The carriers' signal mask.  A carrier applies the newest one itself, at
+ * the next switch on its VP (sched_finish_switch()), before its VP parks,
+ * and when it starts: act_sigmask_set() costs no system call on any other
+ * thread, and a switch pays a load and a compare.  A spare blocks every
+ * signal it may (it runs nothing of the program's) and applies the mask
+ * again when it is given a VP.
+ */
+
+_Atomic uint32_t act_sigmask_gen;         /* 0: never set */
+static _Atomic uint64_t act_sigmask_want; /* signal n is bit n - 1 */
+
+#define SIGBIT(s) (1ull << ((s) - 1))
+/* What no carrier blocks: what the kernel would not let it (SIGKILL,
+ * SIGSTOP), faults (a blocked one kills the process), the C library's
+ * own two (cancellation and setxid), and the tick and activation signal. */
+#define ACT_SIG_NEVER (SIGBIT(SIGKILL) | SIGBIT(SIGSTOP) | SIGBIT(SIGSEGV) |   \
+		       SIGBIT(SIGBUS) | SIGBIT(SIGILL) | SIGBIT(SIGFPE) |      \
+		       SIGBIT(SIGTRAP) | SIGBIT(SIGSYS) | SIGBIT(SIGURG) |    \
+		       SIGBIT(32) | SIGBIT(33))
+
+static void sigmask_apply(uint64_t m)
+{
+	m &= ~ACT_SIG_NEVER;
+	sa_syscall6(SYS_rt_sigprocmask, SIG_SETMASK, (long)&m, 0, sizeof(m), 0, 0);
+}
+
+/** __act_sigmask_sync - slow path of act_sigmask_sync(). */
+void __act_sigmask_sync(uint32_t gen)
+{
+	struct act *a = act_self();
+
+	if (!a || a->sigmask_gen == gen)
+		return;
+	a->sigmask_gen = gen; /* a later change bumps it again */
+	sigmask_apply(atomic_load_explicit(&act_sigmask_want, memory_order_relaxed));
+}
+
+/**
+ * act_sigmask_set - from now on carriers block @mask (less the signals
+ * no carrier blocks).  The caller's carrier applies it at once, the others
+ * at their next switch; with @kick, parked VPs wake to apply it now.
+ */
+void act_sigmask_set(uint64_t mask, bool kick)
+{
+	uint32_t g;
+
+	atomic_store_explicit(&act_sigmask_want, mask, memory_order_relaxed);
+	g = atomic_fetch_add_explicit(&act_sigmask_gen, 1, memory_order_release) + 1;
+	if (unlikely(!g))
+		atomic_fetch_add_explicit(&act_sigmask_gen, 1, memory_order_release);
+	act_sigmask_sync();
+	if (kick)
+		sched_wake_all_idle();
+}
+
+/**
+ * act_sigmask_internal - the calling thread blocks every signal but the
+ * activation signal, its old mask in @old: a thread of libsa's that it
+ * makes now (the watchdog, the kernel backend's spare maker) starts so,
+ * and takes no signal sent to the process that the program's threads
+ * hold back.  The caller puts @old back.
+ */
+void act_sigmask_internal(sigset_t *old)
+{
+	sigset_t all;
+
+	sigfillset(&all);
+	sigdelset(&all, SIGURG);
+	pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+/* sigmask_spare - @a becomes a spare: it blocks what it may. */
+static void sigmask_spare(struct act *a)
+{
+	if (!atomic_load_explicit(&act_sigmask_gen, memory_order_relaxed))
+		return;
+	a->sigmask_gen = 0;
+	sigmask_apply(~0ull);
+}
+
+/* ------------------------------------------------------------------------
  * Spares
  */
 
@@ -266,6 +347,7 @@ static void *act_thread_main(void *arg)
 	a->base_sp = (char *)__builtin_frame_address(0) - 512;
 	atomic_store_explicit(&a->ready, 1, memory_order_release);
 	futex_wake(&a->ready, 1);
+	act_sigmask_sync();
 	act_run(a);
 }
 
@@ -302,6 +384,7 @@ static struct vp *act_spare_wait(struct act *a)
 {
 	struct vp *vp;
 
+	sigmask_spare(a);
 	if (upcall_backend->spare_wait) {
 		atomic_store_explicit(&a->state, ACT_SPARE, memory_order_relaxed);
 		return upcall_backend->spare_wait(a);

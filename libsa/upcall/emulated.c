@@ -478,6 +478,7 @@ int upcall_watchdog_start(bool takeover)
 {
 	pthread_t t;
 	pthread_attr_t at;
+	sigset_t old;
 	int r;
 
 	if (!takeover && !blocked_ns) {
@@ -490,7 +491,9 @@ int upcall_watchdog_start(bool takeover)
 		return 0;
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	act_sigmask_internal(&old);
 	r = pthread_create(&t, &at, watchdog_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&at);
 	return r ? -EAGAIN : 0;
 }

@@ -1172,12 +1172,15 @@ static void k_dump(int sig)
 static int kernel_run(void)
 {
 	pthread_attr_t at;
+	sigset_t old;
 	pthread_t t;
 	int r;
 
 	pthread_attr_init(&at);
 	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	act_sigmask_internal(&old);
 	r = pthread_create(&t, &at, kspare_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&at);
 	if (r)
 		return -EAGAIN;

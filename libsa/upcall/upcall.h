@@ -124,6 +124,7 @@ void act_carry(struct act *a, struct vp *vp);
 int act_carry_try(struct act *a, struct vp *vp);
 void act_give_up(struct act *a, struct vp *vp) __attribute__((noreturn));
 int act_start_thread(struct act *a, struct vp *vp);
+void act_sigmask_internal(sigset_t *old);
 struct act *act_spare_get(void);
 void act_spare_give(struct act *s, struct vp *vp);
 void act_wake_spares(void);

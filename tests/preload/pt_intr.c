@@ -16,6 +16,8 @@
 #include <string.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <sys/select.h>
+#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -813,6 +815,458 @@ static bool proc_cases(const char *c)
 }
 
 /* ------------------------------------------------------------------------
+ * Masks of many threads on few kernel threads: a signal sent to the
+ * process goes to a thread that does not block it, or stays pending for
+ * the process while every thread blocks it, whatever the other threads do
+ * with their own masks meanwhile.
+ */
+
+#define MASKERS 8
+
+static atomic_int got_n;        /* values the RT handler saw */
+static int got_val[8];
+
+/* A thread that keeps blocking SIGUSR1 and napping until released: its
+ * mask calls must not hold the signal back from the thread that takes it. */
+static void *masker(void *arg)
+{
+	sigset_t s;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	while (!atomic_load(&release)) {
+		PT_OK(pthread_sigmask(SIG_BLOCK, &s, NULL));
+		usleep(1000);
+	}
+	return NULL;
+}
+
+static void start_maskers(pthread_t *t)
+{
+	for (int i = 0; i < MASKERS; i++)
+		PT_OK(pthread_create(&t[i], NULL, masker, NULL));
+}
+
+static void join_maskers(pthread_t *t)
+{
+	atomic_store(&release, 1);
+	for (int i = 0; i < MASKERS; i++)
+		PT_OK(pthread_join(t[i], NULL));
+}
+
+static void one_taker_among_maskers(void)
+{
+	pthread_t m[MASKERS], taker;
+
+	set_handler(0);
+	block_proc_sig(SIG_BLOCK);
+	start_maskers(m);
+	taker = start(proc_taker); /* unblocks it, sleeps */
+	usleep(50000);             /* the maskers block it again meanwhile */
+	PT_OK(kill(getpid(), SIGUSR1));
+	PT_OK(pthread_join(taker, NULL));
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), taker));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	PT_CHECK(res.took < BOUND_S);
+	join_maskers(m);
+}
+
+/* The sigwait() thread: main blocks the signal before it makes threads,
+ * one thread takes it with sigwait(), no handler runs anywhere. */
+static void *sigwaiter(void *arg)
+{
+	sigset_t s;
+	int sig = 0;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	atomic_store(&ready, 1);
+	res.ret = sigwait(&s, &sig);
+	res.err = sig;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void *sigwaitinfo_waiter(void *arg)
+{
+	sigset_t s;
+	siginfo_t si;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	atomic_store(&ready, 1);
+	res.ret = sigwaitinfo(&s, &si);
+	res.err = res.ret < 0 ? errno : 0;
+	res.left = res.ret > 0 ? (unsigned)si.si_value.sival_int : 0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* wait_done - main waits for the thread's call to return, at most BOUND_S. */
+static void wait_done(void)
+{
+	double t0 = now_s();
+
+	while (!atomic_load(&done) && now_s() - t0 < BOUND_S)
+		usleep(1000);
+	PT_CHECK(atomic_load(&done));
+}
+
+static void sigwait_thread(void)
+{
+	pthread_t m[MASKERS], t;
+
+	set_handler(0); /* it must not run: every thread blocks the signal */
+	block_proc_sig(SIG_BLOCK);
+	start_maskers(m);
+	t = start(sigwaiter);
+	PT_OK(kill(getpid(), SIGUSR1));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 0 && res.err == SIGUSR1);
+	PT_CHECK(atomic_load(&handled) == 0);
+	join_maskers(m);
+}
+
+static void sigwaitinfo_value(void)
+{
+	pthread_t t;
+
+	set_handler(0);
+	block_proc_sig(SIG_BLOCK);
+	t = start(sigwaitinfo_waiter);
+	PT_OK(sigqueue(getpid(), SIGUSR1, (union sigval){ .sival_int = 42 }));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == SIGUSR1 && res.left == 42);
+	PT_CHECK(atomic_load(&handled) == 0);
+}
+
+static void *sigtimedwaiter(void *arg)
+{
+	struct timespec ts = { .tv_nsec = 200000000 };
+	sigset_t s;
+	double t0;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR2);
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	res.ret = sigtimedwait(&s, NULL, &ts);
+	res.err = errno;
+	res.took = now_s() - t0;
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+/* Nothing comes: EAGAIN after the time asked, and the other threads ran. */
+static void sigtimedwait_times_out(void)
+{
+	pthread_t t;
+	sigset_t s;
+
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR2);
+	PT_OK(pthread_sigmask(SIG_BLOCK, &s, NULL));
+	t = start(sigtimedwaiter);
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == -1 && res.err == EAGAIN);
+	PT_CHECK(res.took >= 0.15 && res.took < BOUND_S);
+}
+
+/* sigsuspend(): the thread waits with the signal unblocked, the handler
+ * runs on it, the call fails with EINTR and the mask is back. */
+static void *suspender(void *arg)
+{
+	sigset_t none, cur;
+
+	(void)arg;
+	sigemptyset(&none);
+	atomic_store(&ready, 1);
+	res.ret = sigsuspend(&none);
+	res.err = errno;
+	PT_OK(pthread_sigmask(SIG_BLOCK, NULL, &cur));
+	res.left = (unsigned)sigismember(&cur, SIGUSR1);
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void sigsuspend_thread(void)
+{
+	pthread_t m[MASKERS], t;
+
+	set_handler(0);
+	block_proc_sig(SIG_BLOCK);
+	start_maskers(m);
+	t = start(suspender);
+	PT_OK(kill(getpid(), SIGUSR1));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	PT_CHECK(res.left == 1); /* blocked again */
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	join_maskers(m);
+}
+
+/* The signalfd thread: main blocks the signal before it makes threads,
+ * one thread reads it from a signalfd. */
+static void *sfd_reader(void *arg)
+{
+	struct signalfd_siginfo ssi;
+	sigset_t s;
+	int fd;
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGUSR1);
+	fd = signalfd(-1, &s, SFD_CLOEXEC);
+	PT_CHECK(fd >= 0);
+	atomic_store(&ready, 1);
+	res.ret = (int)read(fd, &ssi, sizeof(ssi));
+	res.err = (int)ssi.ssi_signo;
+	close(fd);
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void signalfd_thread(void)
+{
+	pthread_t m[MASKERS], t;
+
+	set_handler(0);
+	block_proc_sig(SIG_BLOCK);
+	start_maskers(m);
+	t = start(sfd_reader);
+	PT_OK(kill(getpid(), SIGUSR1));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == (int)sizeof(struct signalfd_siginfo) && res.err == SIGUSR1);
+	PT_CHECK(atomic_load(&handled) == 0);
+	join_maskers(m);
+}
+
+/* A thread unblocks the signal and ends; every thread left blocks it: a
+ * signal sent now is pending for the process, sigpending() says so in
+ * every thread, and it runs where it is unblocked. */
+static void *unblock_and_end(void *arg)
+{
+	(void)arg;
+	block_proc_sig(SIG_UNBLOCK);
+	return NULL;
+}
+
+static void *pending_looker(void *arg)
+{
+	sigset_t p;
+
+	(void)arg;
+	PT_OK(sigpending(&p));
+	res.left = (unsigned)sigismember(&p, SIGUSR1);
+	return NULL;
+}
+
+static void sigpending_blocked_by_all(void)
+{
+	pthread_t t;
+	sigset_t p;
+
+	set_handler(0);
+	block_proc_sig(SIG_BLOCK);
+	PT_OK(pthread_create(&t, NULL, unblock_and_end, NULL));
+	PT_OK(pthread_join(t, NULL));
+	usleep(20000);
+	PT_OK(kill(getpid(), SIGUSR1));
+	usleep(50000);
+	PT_CHECK(atomic_load(&handled) == 0);
+	PT_OK(sigpending(&p));
+	PT_CHECK(sigismember(&p, SIGUSR1) == 1);
+	PT_OK(pthread_create(&t, NULL, pending_looker, NULL));
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.left == 1);
+	block_proc_sig(SIG_UNBLOCK);
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), pthread_self()));
+	PT_OK(sigpending(&p));
+	PT_CHECK(sigismember(&p, SIGUSR1) == 0);
+}
+
+/* Real-time signals queue: three sigqueue() of SIGRTMIN with their own
+ * values reach the one thread that takes it, all three, in order. */
+static void on_rt(int sig, siginfo_t *si, void *uc)
+{
+	int n = atomic_load(&got_n);
+
+	(void)sig;
+	(void)uc;
+	if (n < 8)
+		got_val[n] = si->si_value.sival_int;
+	atomic_store(&got_n, n + 1);
+}
+
+static void *rt_taker(void *arg)
+{
+	sigset_t s;
+	double t0 = now_s();
+
+	(void)arg;
+	sigemptyset(&s);
+	sigaddset(&s, SIGRTMIN);
+	PT_OK(pthread_sigmask(SIG_UNBLOCK, &s, NULL));
+	atomic_store(&ready, 1);
+	while (atomic_load(&got_n) < 3 && now_s() - t0 < BOUND_S) {
+		struct timespec req = { .tv_nsec = 5000000 };
+
+		nanosleep(&req, NULL);
+	}
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void sigqueue_rt_in_order(void)
+{
+	struct sigaction sa = { .sa_sigaction = on_rt, .sa_flags = SA_SIGINFO };
+	pthread_t t;
+	sigset_t s;
+
+	sigemptyset(&sa.sa_mask);
+	PT_OK(sigaction(SIGRTMIN, &sa, NULL));
+	sigemptyset(&s);
+	sigaddset(&s, SIGRTMIN);
+	PT_OK(pthread_sigmask(SIG_BLOCK, &s, NULL));
+	t = start(rt_taker);
+	for (int i = 1; i <= 3; i++)
+		PT_OK(sigqueue(getpid(), SIGRTMIN, (union sigval){ .sival_int = i }));
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(atomic_load(&got_n) == 3);
+	PT_CHECK(got_val[0] == 1 && got_val[1] == 2 && got_val[2] == 3);
+}
+
+/* pselect() and ppoll() with a mask that lets the signal through: the
+ * handler runs on the waiting thread, the call fails with EINTR, and the
+ * mask is back. */
+static atomic_int masked_kind; /* 0: pselect, 1: ppoll */
+
+static void *masked_waiter(void *arg)
+{
+	struct timespec ts = { .tv_sec = WAIT_S };
+	sigset_t none, cur;
+	double t0;
+	int p[2];
+
+	(void)arg;
+	PT_OK(pipe(p));
+	sigemptyset(&none);
+	atomic_store(&ready, 1);
+	t0 = now_s();
+	if (atomic_load(&masked_kind) == 0) {
+		fd_set rd;
+
+		FD_ZERO(&rd);
+		FD_SET(p[0], &rd);
+		res.ret = pselect(p[0] + 1, &rd, NULL, NULL, &ts, &none);
+	} else {
+		struct pollfd pf = { .fd = p[0], .events = POLLIN };
+
+		res.ret = ppoll(&pf, 1, &ts, &none);
+	}
+	res.err = errno;
+	res.took = now_s() - t0;
+	PT_OK(pthread_sigmask(SIG_BLOCK, NULL, &cur));
+	res.left = (unsigned)sigismember(&cur, SIGUSR1);
+	close(p[0]);
+	close(p[1]);
+	atomic_store(&done, 1);
+	return NULL;
+}
+
+static void masked_wait(int kind)
+{
+	pthread_t m[MASKERS], t;
+
+	atomic_store(&masked_kind, kind);
+	set_handler(SA_RESTART); /* these are never restarted */
+	block_proc_sig(SIG_BLOCK);
+	start_maskers(m);
+	t = start(masked_waiter);
+	PT_OK(kill(getpid(), SIGUSR1));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == -1 && res.err == EINTR);
+	PT_CHECK(res.took < BOUND_S);
+	PT_CHECK(res.left == 1);
+	PT_CHECK(atomic_load(&handled) == 1);
+	PT_CHECK(pthread_equal(atomic_load(&handled_on), t));
+	join_maskers(m);
+}
+
+static void pselect_mask(void)
+{
+	masked_wait(0);
+}
+
+static void ppoll_mask(void)
+{
+	masked_wait(1);
+}
+
+/* Threads run before the signal is blocked, and it has no handler: a
+ * kernel thread that the threads' library made before the block must not
+ * take it (its default action would end the process). */
+static void *nothing(void *arg)
+{
+	return arg;
+}
+
+static void sigwait_blocked_late(void)
+{
+	pthread_t t;
+
+	PT_OK(pthread_create(&t, NULL, nothing, NULL));
+	PT_OK(pthread_join(t, NULL));
+	usleep(20000);
+	block_proc_sig(SIG_BLOCK);
+	t = start(sigwaiter);
+	PT_OK(kill(getpid(), SIGUSR1));
+	wait_done();
+	PT_OK(pthread_join(t, NULL));
+	PT_CHECK(res.ret == 0 && res.err == SIGUSR1);
+}
+
+static bool mask_cases(const char *c)
+{
+	static const struct {
+		const char *name;
+		void (*fn)(void);
+	} cases[] = {
+		{ "proc_one_taker_among_maskers", one_taker_among_maskers },
+		{ "proc_sigwait_thread", sigwait_thread },
+		{ "proc_sigwaitinfo_value", sigwaitinfo_value },
+		{ "proc_sigtimedwait_times_out", sigtimedwait_times_out },
+		{ "proc_sigsuspend_thread", sigsuspend_thread },
+		{ "proc_signalfd_thread", signalfd_thread },
+		{ "proc_sigpending_blocked_by_all", sigpending_blocked_by_all },
+		{ "proc_sigqueue_rt_in_order", sigqueue_rt_in_order },
+		{ "proc_pselect_mask", pselect_mask },
+		{ "proc_sigwait_blocked_late_no_handler", sigwait_blocked_late },
+		{ "proc_ppoll_mask", ppoll_mask },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		if (!strcmp(c, cases[i].name)) {
+			cases[i].fn();
+			return true;
+		}
+	}
+	return false;
+}
+
+/* ------------------------------------------------------------------------
  */
 
 static void run(const char *c)
@@ -905,7 +1359,7 @@ static void run(const char *c)
 		atomic_store(&release, 1);
 		PT_OK(pthread_join(target, &v));
 		PT_CHECK(v == (void *)42);
-	} else if (!proc_cases(c) && !io_cases(c)) {
+	} else if (!proc_cases(c) && !mask_cases(c) && !io_cases(c)) {
 		mutex_cases(c);
 	}
 }
