@@ -556,8 +556,8 @@ static void *spin_until_stopped(void *arg)
 }
 
 /*
- * A process tells the kernel how many processors it can use: idle, it
- * asks for one and the others go back (to other processes); with work
+ * With SA_DEMAND=adaptive a process tells the kernel how many processors
+ * it can use: idle, it asks for one and the others go back (to other processes); with work
  * for every VP again it asks for them all and gets them.
  */
 Test(blocked, idle_process_gives_processors_back, .timeout = 120)
@@ -569,6 +569,7 @@ Test(blocked, idle_process_gives_processors_back, .timeout = 120)
 	skip_unless_kernel_backend();
 	if (n < 2)
 		cr_skip_test("needs two CPUs");
+	setenv("SA_DEMAND", "adaptive", 1);
 	start_blocked_vps("2", NULL, false);
 	SA_OK(sa_sleep_ns(1500 * NSEC_PER_MSEC)); /* every VP idle */
 	st = wait_stats(some_dormant);
