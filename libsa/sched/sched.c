@@ -332,6 +332,19 @@ static void wake_idle(void)
 	vp_kick(v);
 }
 
+/* wake_queued - work was queued on @target from outside it: wake @target
+ * if it is parked, else whoever can look. */
+static void wake_queued(struct vp *target)
+{
+	smp_mb();
+	if (idle_remove(target)) {
+		atomic_fetch_add(&rt.nr_spinning, 1);
+		vp_kick(target);
+	} else {
+		wake_idle();
+	}
+}
+
 /* ------------------------------------------------------------------------
  * The next slot
  */
@@ -540,13 +553,7 @@ void sched_ready(struct uthread *ut)
 		spin_lock(&target->rq_lock);
 		rq_push_tail_locked(target, ut);
 		spin_unlock(&target->rq_lock);
-		smp_mb();
-		if (idle_remove(target)) {
-			atomic_fetch_add(&rt.nr_spinning, 1);
-			vp_kick(target);
-		} else {
-			wake_idle();
-		}
+		wake_queued(target);
 		return;
 	}
 
@@ -1313,13 +1320,7 @@ void sched_vp_dormant(struct vp *vp, uint32_t how)
 		first = ut;
 	}
 	spin_unlock(&to->rq_lock);
-	smp_mb();
-	if (idle_remove(to)) {
-		atomic_fetch_add(&rt.nr_spinning, 1);
-		vp_kick(to);
-	} else {
-		wake_idle();
-	}
+	wake_queued(to);
 }
 
 /** sched_vp_awoken - @vp, dormant, runs again where it stopped. */
