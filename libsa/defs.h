@@ -926,6 +926,7 @@ void sched_wake_all_idle(void);
 struct vp *sched_vp_awake(struct vp *vp);
 void sched_vp_dormant(struct vp *vp, uint32_t how);
 void sched_vp_awoken(struct vp *vp);
+bool sched_kick_parked(bool ring_only);
 void sched_vp_init(struct vp *vp, unsigned index);
 
 /* Sanitizer fiber annotations: stubs unless built with sanitizers. */

@@ -1323,6 +1323,27 @@ void sched_vp_dormant(struct vp *vp, uint32_t how)
 	wake_queued(to);
 }
 
+/**
+ * sched_kick_parked - wake a VP parked on the idle list, however it waits
+ * (in its ring too, where the kernel backend's events do not reach it),
+ * to look at the state of things; it stays on the list and parks again if
+ * there is nothing to do.  @ring_only: only one that waits in its ring.
+ * False if none was parked.
+ */
+bool sched_kick_parked(bool ring_only)
+{
+	for (uint32_t i = 0; i < rt.nvps; i++) {
+		struct vp *v = &rt.vps[i];
+
+		if (!atomic_load_explicit(&v->parked, memory_order_relaxed) ||
+		    (ring_only && !atomic_load_explicit(&v->park_ring, memory_order_relaxed)))
+			continue;
+		vp_kick(v);
+		return true;
+	}
+	return false;
+}
+
 /** sched_vp_awoken - @vp, dormant, runs again where it stopped. */
 void sched_vp_awoken(struct vp *vp)
 {

@@ -990,14 +990,7 @@ static void k_demand_set(uint32_t n)
 	if (n == atomic_load(&kdemand_want))
 		return;
 	atomic_store(&kdemand_want, n);
-	for (uint32_t i = 0; i < rt.nvps; i++) {
-		struct vp *v = &rt.vps[i];
-
-		if (atomic_load_explicit(&v->parked, memory_order_relaxed)) {
-			kernel_kick(v);
-			break;
-		}
-	}
+	sched_kick_parked(false);
 }
 
 /* k_demand_apply - the calling activation makes kdemand_want the demand. */
@@ -1028,7 +1021,9 @@ static void k_demand_sample(void)
 			  (atomic_load_explicit(&v->next, memory_order_relaxed) != NULL);
 		switch (atomic_load_explicit(&v->dormant, memory_order_relaxed)) {
 		case VPD_ACTIVE:
-			want += !atomic_load_explicit(&v->parked, memory_order_relaxed);
+			/* One parked in its ring harvests I/O there. */
+			want += !atomic_load_explicit(&v->parked, memory_order_relaxed) ||
+				READ_ONCE(v->io_inflight) != 0;
 			break;
 		case VPD_FREE:
 			want += READ_ONCE(v->io_inflight) != 0;
@@ -1103,6 +1098,19 @@ static void *kspare_main(void *arg)
 			ts.tv_nsec = KRESCUE_POLL_MS * 1000 * 1000;
 		} else {
 			stranded = 0;
+		}
+		/*
+		 * A VP parked in its ring waits quietly: the events that ask
+		 * for a processor (one taken, a block with no spare) do not
+		 * end that wait, and the bound kernel_ring_deadline() puts on
+		 * it was decided when it began.  While the group is short,
+		 * one such VP is woken to look whenever events wait.
+		 */
+		if (k_short()) {
+			if (kernel_pending())
+				sched_kick_parked(true);
+			if (ts.tv_nsec > KRESCUE_POLL_MS * 1000 * 1000)
+				ts.tv_nsec = KRESCUE_POLL_MS * 1000 * 1000;
 		}
 
 		if (k_ctl(SA_CTL_INFO, (unsigned long)&in, sizeof(in)) == 0 &&

@@ -84,7 +84,7 @@ int main(void)
 	struct timespec ts;
 	int res;
 
-	alarm(60);
+	pt_alarm(60);
 	PT_CHECK(mtx_init(&m, mtx_plain) == thrd_success);
 	PT_CHECK(cnd_init(&c) == thrd_success);
 	PT_CHECK(tss_create(&key, dtor) == thrd_success);

@@ -308,7 +308,7 @@ static void test_many(void)
 
 int main(void)
 {
-	alarm(60);
+	pt_alarm(60);
 	test_exit();
 	test_exit_old_style();
 	test_cancel_read();

@@ -124,7 +124,7 @@ int main(void)
 	int st;
 	pid_t pid;
 
-	alarm(60);
+	pt_alarm(60);
 	PT_OK(pthread_key_create(&key, NULL));
 	PT_OK(pthread_atfork(prep1, parent1, child1));
 	PT_OK(pthread_atfork(prep2, parent2, child2));

@@ -1372,7 +1372,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: pt_intr CASE\n");
 		return 2;
 	}
-	alarm(60);
+	pt_alarm(60);
 	pthread_mutexattr_init(&a);
 	pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ERRORCHECK);
 	PT_OK(pthread_mutex_init(&mtx, &a));

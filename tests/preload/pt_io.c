@@ -498,7 +498,7 @@ int main(void)
 	pthread_t tick;
 	sigset_t usr1;
 
-	alarm(60); /* a call that blocks the only VP ends the program here */
+	pt_alarm(60); /* a call that blocks the only VP ends the program here */
 	sigemptyset(&usr1);
 	sigaddset(&usr1, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &usr1, NULL); /* see do_read_usr1() */

@@ -151,7 +151,7 @@ static void test_args_and_ignored(void)
 
 int main(void)
 {
-	alarm(60);
+	pt_alarm(60);
 	PT_OK(pipe(fds));
 	test_interrupts_a_wait();
 	test_restarts_a_wait();

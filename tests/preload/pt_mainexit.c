@@ -73,7 +73,7 @@ int main(int argc, char **argv)
 	bool solo = argc == 2 && strcmp(argv[1], "solo") == 0;
 	pthread_t t;
 
-	alarm(20);
+	pt_alarm(20);
 	PT_OK(atexit(at_exit_check));
 	PT_OK(pthread_key_create(&key, key_dtor));
 	PT_OK(pthread_setspecific(key, (void *)'k'));

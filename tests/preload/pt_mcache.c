@@ -47,7 +47,7 @@ int main(void)
 {
 	long before, growth;
 
-	alarm(60);
+	pt_alarm(60);
 	run(1000); /* the stacks, caches and pools settle */
 	before = rss_kib();
 	PT_CHECK(before > 0);

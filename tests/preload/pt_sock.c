@@ -171,7 +171,7 @@ int main(int argc, char **argv)
 {
 	const char *c = argc == 2 ? argv[1] : "";
 
-	alarm(60);
+	pt_alarm(60);
 	if (!strncmp(c, "pipe_", 5)) {
 		PT_OK(pipe(fds));
 	} else if (!strcmp(c, "accept_rcvtimeo")) {
