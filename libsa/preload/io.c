@@ -416,13 +416,6 @@ SA_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t
  * poll, ppoll, select, epoll_wait
  */
 
-SA_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
-{
-	if (!on_uthread() || timeout_ms == 0)
-		return preload_real.poll(fds, n, timeout_ms);
-	WAIT_CALL(sa_poll(fds, n, timeout_ms));
-}
-
 /* ts_ms - @ts as milliseconds for sa_poll, rounded up; -1 for NULL. */
 static int ts_ms(const struct timespec *ts)
 {
@@ -445,10 +438,12 @@ static bool masked_begin(const sigset_t *mask, uint64_t *old)
 	uint32_t before = preload_sig_tls.handled;
 
 	wait_begin();
+	/* The kernel never restarts these waits, masked or not: a handler
+	 * ends them with EINTR even with SA_RESTART (signal(7)). */
+	preload_sig_tls.eintr_any = true;
 	if (!mask)
 		return true;
 	preload_sig_mask_swap(mask, old);
-	preload_sig_tls.eintr_any = true;
 	return preload_sig_tls.handled == before;
 }
 
@@ -456,11 +451,23 @@ static void masked_end(const sigset_t *mask, uint64_t old)
 {
 	int saved = errno;
 
-	if (!mask)
-		return;
 	preload_sig_tls.eintr_any = false;
-	preload_sig_mask_restore(old);
+	if (mask)
+		preload_sig_mask_restore(old);
 	errno = saved;
+}
+
+SA_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+	uint64_t old = 0;
+	long r;
+
+	if (!on_uthread() || timeout_ms == 0)
+		return preload_real.poll(fds, n, timeout_ms);
+	masked_begin(NULL, &old);
+	r = sa_poll(fds, n, timeout_ms);
+	masked_end(NULL, old);
+	return (int)wait_end(r);
 }
 
 SA_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
@@ -472,8 +479,6 @@ SA_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *ts,
 	if (!on_uthread() || (ts && !ts->tv_sec && !ts->tv_nsec && !mask) ||
 	    (ts && (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)))
 		return preload_real.ppoll(fds, n, ts, mask);
-	if (!mask)
-		WAIT_CALL(sa_poll(fds, n, ts_ms(ts)));
 	r = masked_begin(mask, &old) ? sa_poll(fds, n, ts_ms(ts)) : -EINTR;
 	masked_end(mask, old);
 	return (int)wait_end(r);
@@ -614,9 +619,7 @@ static int epoll_park(int epfd, struct epoll_event *ev, int max, int timeout_ms)
 
 SA_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout_ms)
 {
-	if (!on_uthread() || timeout_ms == 0)
-		return preload_real.epoll_wait(epfd, ev, max, timeout_ms);
-	return epoll_park(epfd, ev, max, timeout_ms);
+	return epoll_pwait(epfd, ev, max, timeout_ms, NULL);
 }
 
 SA_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout_ms,
@@ -627,8 +630,6 @@ SA_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
 
 	if (!on_uthread() || (timeout_ms == 0 && !mask))
 		return preload_real.epoll_pwait(epfd, ev, max, timeout_ms, mask);
-	if (!mask)
-		return epoll_park(epfd, ev, max, timeout_ms);
 	if (!masked_begin(mask, &old)) {
 		masked_end(mask, old);
 		errno = EINTR; /* a handler ran before the wait */

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <poll.h>
 #include <stdbool.h>
+#include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -419,7 +420,7 @@ static void *cancel_joiner(void *arg)
  */
 
 static int pfd[2] = { -1, -1 };
-enum io_kind { IO_READ, IO_POLL, IO_RECV };
+enum io_kind { IO_READ, IO_POLL, IO_RECV, IO_SELECT, IO_EPOLL };
 
 static void *io_waiter(void *arg)
 {
@@ -434,6 +435,26 @@ static void *io_waiter(void *arg)
 	case IO_READ: res.ret = (int)read(pfd[0], buf, sizeof(buf)); break;
 	case IO_POLL: res.ret = poll(&p, 1, WAIT_S * 1000); break;
 	case IO_RECV: res.ret = (int)recv(pfd[0], buf, sizeof(buf), 0); break;
+	case IO_SELECT: {
+		fd_set rd;
+		struct timeval tv = { WAIT_S, 0 };
+
+		FD_ZERO(&rd);
+		FD_SET(pfd[0], &rd);
+		res.ret = select(pfd[0] + 1, &rd, NULL, NULL, &tv);
+		break;
+	}
+	case IO_EPOLL: {
+		struct epoll_event e = { .events = EPOLLIN }, got;
+		int ep = epoll_create1(EPOLL_CLOEXEC);
+
+		PT_CHECK(ep >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, pfd[0], &e) == 0);
+		res.ret = epoll_wait(ep, &got, 1, WAIT_S * 1000);
+		res.err = errno;
+		close(ep);
+		errno = res.err;
+		break;
+	}
 	}
 	res.err = errno;
 	res.took = now_s() - t0;
@@ -467,7 +488,8 @@ static void kill_io(enum io_kind k, int flags)
 	while (!atomic_load(&ready))
 		usleep(1000);
 	usleep(50000); /* from "about to" to blocked */
-	if (!(flags & SA_RESTART) || k == IO_POLL) {
+	/* poll, select and epoll_wait are never restarted (signal(7)). */
+	if (!(flags & SA_RESTART) || k == IO_POLL || k == IO_SELECT || k == IO_EPOLL) {
 		kill_and_join(t);
 		PT_CHECK(res.ret == -1 && res.err == EINTR);
 		return;
@@ -490,6 +512,12 @@ static bool io_cases(const char *c)
 		kill_io(IO_READ, SA_RESTART);
 	} else if (!strcmp(c, "kill_poll")) {
 		kill_io(IO_POLL, 0);
+	} else if (!strcmp(c, "kill_poll_sa_restart")) {
+		kill_io(IO_POLL, SA_RESTART);
+	} else if (!strcmp(c, "kill_select_sa_restart")) {
+		kill_io(IO_SELECT, SA_RESTART);
+	} else if (!strcmp(c, "kill_epoll_wait_sa_restart")) {
+		kill_io(IO_EPOLL, SA_RESTART);
 	} else if (!strcmp(c, "kill_recv_socket")) {
 		kill_io(IO_RECV, 0);
 	} else if (!strcmp(c, "cancel_read_pipe")) {
