@@ -64,10 +64,12 @@
  * returns -ETIMEDOUT.  An op that completed returns its result even if the
  * timeout fired too, so no transferred byte is lost.  The timeout's own
  * completion is ignored (user_data IO_UD_IGNORE); it needs no memory of
- * ours once submitted.  A deadline already past gets a grace of
- * IO_PAST_GRACE_NS, so that the op still takes what is ready where the
+ * ours once submitted.  A deadline already past ends a call at once if
+ * its descriptor has nothing ready (one poll); else the op gets a grace
+ * of IO_PAST_GRACE_NS, so that it still takes what is ready where the
  * kernel hands it to a worker instead of trying it at once (a pipe on
- * Linux 6.1), which a timeout firing at once would race.
+ * Linux 6.1: the worker may have to be started first), which a timeout
+ * firing at once would race.
  *
  * Socket timeouts.  A ring waits on a socket without regard to its
  * SO_RCVTIMEO or SO_SNDTIMEO, so a call that may wait reads the one that
@@ -181,7 +183,7 @@
 #define IO_REAP_BATCH 64         /* completions read per peek */
 #define IO_MAX_RW 0x7ffff000u    /* most bytes one read or write moves */
 #define IO_POLL_STACK 8          /* sa_poll members on the stack */
-#define IO_PAST_GRACE_NS (2 * 1000 * 1000ull) /* a past deadline's op: io_ring_park() */
+#define IO_PAST_GRACE_NS (20 * 1000 * 1000ull) /* a past deadline's op: io_ring_park() */
 #define IO_POOL_MAX 1024         /* most pool workers */
 #define IO_WORKER_STACK (256 * 1024)
 #define IO_SQE_TRIES 1000        /* submissions refused before we give up */
@@ -1292,6 +1294,18 @@ static __always_inline uint64_t io_deadline_self(struct vp *vp)
 	return vp ? vp->cur->io_deadline : io_thread_deadline;
 }
 
+/*
+ * io_past_deadline_idle - @r's deadline passed already and its descriptor
+ * has nothing for it: the call ends at once, as the system call with a
+ * timeout would, rather than after the ring's grace (io_ring_park()).
+ */
+static bool io_past_deadline_idle(const struct io_req *r)
+{
+	struct pollfd p = { .fd = r->fd, .events = r->waits ? io_ready_events(r->op) : 0 };
+
+	return p.events && r->deadline && r->deadline <= now_ns() && poll(&p, 1, 0) == 0;
+}
+
 /* io_call - run @r the way the caller's kind of thread and the backend say. */
 static ssize_t io_call(struct io_req *r)
 {
@@ -1308,7 +1322,7 @@ static ssize_t io_call(struct io_req *r)
 	if (!vp)
 		n = io_sync(r);
 	else if (io.backend == SA_IO_BACKEND_URING && (iv = io_vp_get(vp)) != NULL)
-		n = io_ring_call(vp, iv, r);
+		n = io_past_deadline_idle(r) ? -ETIMEDOUT : io_ring_call(vp, iv, r);
 	else
 		n = io_pool_call(vp, r);
 	/* A socket's own timeout ends the call as the kernel ends it. */
