@@ -33,7 +33,7 @@ int main(void)
 	char line[64];
 	int n = 0;
 
-	pt_alarm(60);
+	pt_alarm(120);
 	out = tmpfile();
 	PT_CHECK(out != NULL);
 	if (!out)
